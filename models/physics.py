@@ -7,6 +7,7 @@ limit change; nothing here ticks per second. Pure functions and plain data, no I
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import dataclass
 from enum import StrEnum
@@ -81,7 +82,7 @@ class ChargingCurve:
     def power_kw(self, soc: float) -> float:
         """Power drawn at a given SoC."""
         knots = self.knots
-        for (s0, p0), (s1, p1) in zip(knots, knots[1:], strict=False):
+        for (s0, p0), (s1, p1) in itertools.pairwise(knots):
             if soc <= s1:
                 if s1 <= s0:
                     return p1
@@ -102,7 +103,7 @@ def _ac_taper_knots(peak_kw: float, taper_soc: float) -> tuple[tuple[float, floa
 
 def _clip(knots: tuple[tuple[float, float], ...], cap: float) -> tuple[tuple[float, float], ...]:
     out: list[tuple[float, float]] = [(knots[0][0], min(knots[0][1], cap))]
-    for (s0, p0), (s1, p1) in zip(knots, knots[1:], strict=False):
+    for (s0, p0), (s1, p1) in itertools.pairwise(knots):
         if (p0 - cap) * (p1 - cap) < 0:
             out.append((s0 + (cap - p0) * (s1 - s0) / (p1 - p0), cap))
         out.append((s1, min(p1, cap)))
@@ -286,7 +287,7 @@ def plan_charge(
     b_list: list[float] = []
     knots = curve.knots
     t = 0.0
-    for (s0, p0), (s1, p1) in zip(knots, knots[1:], strict=False):
+    for (s0, p0), (s1, p1) in itertools.pairwise(knots):
         lo, hi = max(s0, soc_knots[-1]), min(s1, soc_end)
         if hi <= lo or s1 <= s0:
             continue

@@ -6,6 +6,7 @@ registrations, battery and AC/DC limits) and chargeprice/open-ev-data (DC curves
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -49,7 +50,7 @@ def _cap_curve(
 ) -> tuple[tuple[float, float], ...]:
     """Clip a piecewise-linear curve at `cap_kw`, inserting the knots where it crosses the cap."""
     out: list[tuple[float, float]] = []
-    for (s0, p0), (s1, p1) in zip(curve, curve[1:], strict=False):
+    for (s0, p0), (s1, p1) in itertools.pairwise(curve):
         if not out:
             out.append((s0, min(p0, cap_kw)))
         if (p0 - cap_kw) * (p1 - cap_kw) < 0:
