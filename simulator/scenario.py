@@ -1,0 +1,341 @@
+"""Scenario files: YAML validated by pydantic, with errors that name the file, field and problem.
+
+A scenario names a seed, a start, a time zone, the EV mix and the sites (archetype, charger
+count, charger model, overrides of any demand parameter). Every field has a default, so a
+three-line file runs. This module reads files and validates; it builds nothing.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from models.archetypes import ARCHETYPES, Archetype, get_archetype, with_overrides
+from models.physics import CurrentType, EvseRating
+from models.vehicles import CATALOGUE, VehicleMix, vehicle_by_name, vehicle_names
+
+BUNDLED_DIR = Path(__file__).resolve().parent.parent / "scenarios"
+DEFAULT_OFFLINE_START = datetime(2025, 1, 6, tzinfo=UTC)  # a Monday: reproducible by default
+_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
+
+
+class ScenarioError(Exception):
+    """A scenario that cannot be used; `problems` holds one line per problem, each naming the
+    file, the field path and what was expected."""
+
+    def __init__(self, problems: Sequence[str]) -> None:
+        super().__init__("\n".join(problems))
+        self.problems = list(problems)
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ChargerModel(_Strict):
+    """The hardware of a site's chargers; unset fields come from the archetype's default."""
+
+    kind: Literal["ac", "dc"] | None = Field(None, description="AC or DC charger")
+    power_kw: Annotated[float, Field(gt=0, le=1000)] | None = Field(
+        None, description="rating of each EVSE in kW")
+    phases: Literal[1, 3] | None = Field(None, description="AC phases wired to each EVSE")
+    connectors: Annotated[int, Field(ge=1, le=16)] | None = Field(
+        None, description="EVSEs per charger (one connector each)")
+    voltage_v: float = Field(230.0, gt=0, le=1000, description="AC phase voltage")
+    unplug_delay_s: float = Field(30.0, ge=0, le=3600,
+                                  description="seconds between transaction stop and unplug")
+    ocpp_version: Literal["1.6", "2.0.1"] = Field("1.6", description="OCPP version it speaks")
+    vendor: str = Field("fleetsim", min_length=1, max_length=20)
+    model: str = Field("VirtualCharger", min_length=1, max_length=20)
+    firmware: str = Field("1.0.0", min_length=1, max_length=50)
+
+
+class SiteConfig(_Strict):
+    """One site: an archetype, how many chargers, their model and any demand overrides."""
+
+    name: str | None = Field(
+        None, pattern=_NAME, description="unique site name (default: the archetype)")
+    archetype: str = Field(description=f"one of: {', '.join(sorted(ARCHETYPES))}")
+    chargers: int = Field(1, ge=0, le=1_000_000, description="number of chargers at the site")
+    charger: ChargerModel = Field(default_factory=ChargerModel)
+    private: bool | None = Field(
+        None, description="chargers belong to one car each, so an EV never takes another "
+        "(default: the archetype's; homes and depots are private)")
+    demand: dict[str, Any] = Field(
+        default_factory=dict, description="overrides of the archetype's demand parameters")
+
+    @field_validator("archetype")
+    @classmethod
+    def _known_archetype(cls, value: str) -> str:
+        if value not in ARCHETYPES:
+            raise ValueError(f"unknown archetype {value!r}; expected one of "
+                             f"{', '.join(sorted(ARCHETYPES))}")
+        return value
+
+    @property
+    def site_name(self) -> str:
+        return self.name or self.archetype
+
+
+class Scenario(_Strict):
+    """A whole simulated network: seed, calendar, EV mix and sites."""
+
+    name: str = Field("scenario", description="scenario name (default: the file's stem)")
+    description: str = Field("", description="one line saying what the scenario models")
+    seed: int = Field(1, ge=0, description="seed of every random stream")
+    start: datetime | None = Field(
+        None, description="simulated start; naive times are in `timezone` (offline default "
+        "2025-01-06T00:00 local, a Monday)")
+    timezone: str = Field("UTC", description="IANA time zone of the sites' clocks")
+    days: float = Field(7.0, gt=0, le=3660, description="offline horizon in days")
+    warmup_days: float = Field(
+        1.0, ge=0, le=60, description="days simulated before `start` and discarded, so the "
+        "run starts with the cars that would already be plugged in")
+    charger_id_pattern: str = Field(
+        "{site}-{index:05d}", description="charger identity; fields {site} and {index}")
+    vehicles: dict[str, Annotated[float, Field(ge=0)]] | None = Field(
+        None, description="EV mix as weights by model name (default: 2023 Dutch registrations)")
+    sites: list[SiteConfig] = Field(min_length=1)
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_timezone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r} (expected an IANA name such as "
+                             "'Europe/Amsterdam')") from None
+        return value
+
+    @field_validator("vehicles")
+    @classmethod
+    def _known_vehicles(cls, value: dict[str, float] | None) -> dict[str, float] | None:
+        if value is None:
+            return value
+        unknown = sorted(set(value) - set(vehicle_names()))
+        if unknown:
+            raise ValueError(f"unknown vehicle(s) {', '.join(map(repr, unknown))}; known: "
+                             f"{', '.join(v.name for v in CATALOGUE)}")
+        if sum(value.values()) <= 0:
+            raise ValueError("vehicle weights must not all be zero")
+        return value
+
+    @field_validator("charger_id_pattern")
+    @classmethod
+    def _usable_pattern(cls, value: str) -> str:
+        try:
+            a, b = value.format(site="s", index=1), value.format(site="s", index=2)
+        except (KeyError, IndexError, ValueError) as exc:
+            raise ValueError(f"pattern {value!r} does not format with {{site}} and {{index}}: "
+                             f"{exc}") from None
+        if a == b:
+            raise ValueError(f"pattern {value!r} must contain {{index}} so charger ids differ")
+        return value
+
+    @model_validator(mode="after")
+    def _unique_site_names(self) -> Scenario:
+        seen: set[str] = set()
+        for site in self.sites:
+            if site.site_name in seen:
+                raise ValueError(f"two sites are named {site.site_name!r}; give each a unique "
+                                 "`name`")
+            seen.add(site.site_name)
+        return self
+
+    # -- derived views used by the fleet builder -----------------------------------------------
+
+    def start_utc(self, default: datetime = DEFAULT_OFFLINE_START) -> datetime:
+        """The start as an aware UTC datetime (naive values are read in the scenario's zone)."""
+        start = self.start
+        if start is None:
+            start = default.replace(tzinfo=None)
+        if start.tzinfo is None:
+            start = start.replace(tzinfo=ZoneInfo(self.timezone))
+        return start.astimezone(UTC)
+
+    def vehicle_mix(self) -> VehicleMix:
+        if self.vehicles is None:
+            return VehicleMix.default()
+        chosen = [(vehicle_by_name(n), w) for n, w in self.vehicles.items() if w > 0]
+        return VehicleMix([v for v, _ in chosen], [w for _, w in chosen])
+
+    def rescaled(self, chargers: int) -> Scenario:
+        """The same network with `chargers` chargers in total, sites kept in proportion."""
+        if chargers < 1:
+            raise ValueError("--chargers must be at least 1")
+        counts = largest_remainder([s.chargers for s in self.sites], chargers)
+        sites = [s.model_copy(update={"chargers": n}) for s, n in zip(self.sites, counts,
+                                                                      strict=True)]
+        return self.model_copy(update={"sites": sites})
+
+
+@dataclass(frozen=True, slots=True)
+class ResolvedSite:
+    """A site with its archetype's defaults and the scenario's overrides applied."""
+
+    config: SiteConfig
+    archetype: Archetype
+    params: Any  # DemandParams | DepotParams of models.archetypes
+    rating: EvseRating
+    connectors: int
+    private: bool
+
+    @property
+    def name(self) -> str:
+        return self.config.site_name
+
+
+def largest_remainder(weights: Sequence[int], total: int) -> list[int]:
+    """Split `total` in proportion to `weights` with whole numbers that add up exactly.
+
+    A site that had chargers keeps at least one when `total` allows: rescaling a network down
+    should shrink its sites, not silently drop one.
+    """
+    wsum = sum(weights)
+    if wsum <= 0:
+        raise ValueError("cannot rescale a scenario with no chargers")
+    exact = [w * total / wsum for w in weights]
+    counts = [int(x) for x in exact]
+    order = sorted(range(len(weights)), key=lambda i: (-(exact[i] - counts[i]), i))
+    for i in order[: total - sum(counts)]:
+        counts[i] += 1
+    present = [i for i, w in enumerate(weights) if w > 0]
+    if total >= len(present):
+        for i in present:
+            if counts[i] == 0:
+                # Take from the site furthest above its exact share.
+                donor = max((j for j in range(len(counts)) if counts[j] > 1),
+                            key=lambda j: (counts[j] - exact[j], -j))
+                counts[donor] -= 1
+                counts[i] = 1
+    return counts
+
+
+def resolve_site(site: SiteConfig) -> ResolvedSite:
+    """Apply archetype defaults and overrides (raises pydantic ValidationError on bad overrides)."""
+    archetype = get_archetype(site.archetype)
+    params = with_overrides(archetype.params, site.demand)
+    d = archetype.default_charger
+    c = site.charger
+    kind = CurrentType(c.kind or d.kind)
+    rating = EvseRating(kind, c.power_kw or d.power_kw, c.phases or d.phases, c.voltage_v)
+    if kind is CurrentType.AC:
+        amps = rating.max_current_a
+        if amps > 63:
+            raise ValueError(f"an AC EVSE of {rating.max_kw} kW on {rating.phases} phase(s) "
+                             f"needs {amps:.0f} A per phase (at most 63 A)")
+    private = archetype.private_chargers if site.private is None else site.private
+    return ResolvedSite(site, archetype, params, rating, c.connectors or d.connectors, private)
+
+
+# -- loading ------------------------------------------------------------------------------------
+
+
+def _path(loc: Iterable[int | str]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else str(part)
+    return out or "(top level)"
+
+
+def _describe(error: Mapping[str, Any]) -> str:
+    msg = str(error.get("msg", "invalid"))
+    msg = re.sub(r"^(Value|Assertion) error, ", "", msg)
+    kind = error.get("type", "")
+    if kind == "extra_forbidden":
+        return "unknown field (check the spelling; see `fleetsim scenarios --schema`)"
+    if kind == "missing":
+        return "required field is missing"
+    if "input" in error and kind not in {"model_type", "dict_type", "list_type"}:
+        shown = repr(error["input"])
+        if len(shown) > 60:
+            shown = shown[:57] + "..."
+        return f"{msg} (got {shown})"
+    return msg
+
+
+def _problems(source: str, exc: ValidationError, prefix: Sequence[int | str] = ()) -> list[str]:
+    return [f"{source}: {_path([*prefix, *e['loc']])}: {_describe(e)}" for e in exc.errors()]
+
+
+def parse_scenario(data: Any, source: str = "<scenario>", name: str | None = None) -> Scenario:
+    """Validate already-parsed YAML data; raises ScenarioError listing every problem."""
+    if not isinstance(data, dict):
+        raise ScenarioError([f"{source}: (top level): expected a mapping of scenario fields, "
+                             f"got {type(data).__name__}"])
+    if name and "name" not in data:
+        data = {**data, "name": name}
+    try:
+        scenario = Scenario.model_validate(data)
+    except ValidationError as exc:
+        raise ScenarioError(_problems(source, exc)) from None
+    problems: list[str] = []
+    for i, site in enumerate(scenario.sites):
+        try:
+            resolve_site(site)
+        except ValidationError as exc:
+            problems += _problems(source, exc, ("sites", i, "demand"))
+        except ValueError as exc:
+            problems.append(f"{source}: sites[{i}].charger: {exc}")
+    if problems:
+        raise ScenarioError(problems)
+    return scenario
+
+
+def bundled_scenarios() -> list[Path]:
+    """The scenario files shipped in the repository's scenarios/ folder."""
+    return sorted(BUNDLED_DIR.glob("*.yaml"))
+
+
+def find_scenario(ref: str | Path) -> Path:
+    """A path as given, or the bundled scenario of that name (`quickstart` or `home.yaml`)."""
+    path = Path(ref)
+    if path.exists() or path.suffix or "/" in str(ref):
+        return path
+    bundled = BUNDLED_DIR / f"{ref}.yaml"
+    return bundled if bundled.exists() else path
+
+
+def load_scenario(ref: str | Path) -> Scenario:
+    """Read and validate a scenario file (or a bundled scenario by name)."""
+    path = find_scenario(ref)
+    source = str(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        known = ", ".join(p.stem for p in bundled_scenarios())
+        raise ScenarioError([f"{source}: cannot read: no such file (bundled scenarios: "
+                             f"{known})"]) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise ScenarioError([f"{source}: cannot read: {reason}"]) from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ScenarioError([f"{source}: {where}invalid YAML: {problem}"]) from None
+    return parse_scenario(data, source, name=path.stem)
+
+
+def describe(path: Path) -> str:
+    """The one-line description of a scenario file (its `description`, else its first comment)."""
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError):
+        return "(unreadable)"
+    if isinstance(data, dict) and data.get("description"):
+        return str(data["description"]).strip().splitlines()[0]
+    return ""
