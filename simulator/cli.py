@@ -1,0 +1,208 @@
+"""The `fleetsim` command line: simulate, validate, scenarios.
+
+A thin layer over the Python API: it parses options, shows progress and tables, and turns every
+user mistake into one line on stderr with exit code 2. It holds no simulation logic.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, NoReturn
+
+import typer
+from rich import box
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+from simulator.loadcurve import parse_resolution
+from simulator.scenario import (
+    Scenario,
+    ScenarioError,
+    bundled_scenarios,
+    describe,
+    load_scenario,
+)
+
+app = typer.Typer(
+    name="fleetsim",
+    help="Charger-fleet simulator: calibrated EV demand, offline load curves, OCPP load.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+console = Console()
+errors = Console(stderr=True, highlight=False, soft_wrap=True)
+
+EXIT_USAGE = 2
+
+
+def fail(message: str) -> NoReturn:
+    """Print one line naming the problem and exit with the usage-error code."""
+    errors.print(f"fleetsim: error: {message}", markup=False)
+    raise typer.Exit(EXIT_USAGE)
+
+
+def _load(ref: str) -> Scenario:
+    try:
+        return load_scenario(ref)
+    except ScenarioError as exc:
+        for line in exc.problems:
+            errors.print(line, markup=False)
+        raise typer.Exit(EXIT_USAGE) from None
+
+
+def _parse_start(text: str | None) -> datetime | None:
+    if text is None:
+        return None
+    try:
+        return datetime.fromisoformat(text)
+    except ValueError:
+        fail(f"--start: expected an ISO-8601 date or time such as 2025-03-03T00:00 (got {text!r})")
+
+
+@app.command()
+def simulate(
+    scenario: Annotated[str, typer.Argument(help="scenario file, or the name of a bundled one")],
+    days: Annotated[float | None, typer.Option(help="simulated days (default: the scenario's)")]
+    = None,
+    seed: Annotated[int | None, typer.Option(help="seed (default: the scenario's)")] = None,
+    out: Annotated[Path | None, typer.Option(help="output folder (default: out/<scenario>)")]
+    = None,
+    chargers: Annotated[
+        int | None, typer.Option(help="rescale to N chargers in total, sites kept in proportion")
+    ] = None,
+    resolution: Annotated[str, typer.Option(help="load curve step: 1min, 5min, 15min or 1h")]
+    = "15min",
+    start: Annotated[str | None, typer.Option(help="simulated start, ISO-8601")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress bar or table")]
+    = False,
+) -> None:
+    """Run a scenario offline, faster than real time, and write sessions, load and summary."""
+    from simulator.output import write_all
+    from simulator.simulate import simulate as run_simulation
+
+    loaded = _load(scenario)
+    try:
+        resolution_s = parse_resolution(resolution)
+    except ValueError as exc:
+        fail(f"--resolution: {exc}")
+    if days is not None and not 0 < days <= 3660:
+        fail(f"--days: expected a number of days in (0, 3660] (got {days})")
+    if seed is not None and seed < 0:
+        fail(f"--seed: expected a non-negative integer (got {seed})")
+    if chargers is not None and chargers < 1:
+        fail(f"--chargers: expected at least 1 (got {chargers})")
+    start_at = _parse_start(start)
+    out_dir = out or Path("out") / loaded.name
+
+    with Progress(
+        TextColumn("[bold]simulating[/bold] {task.description}"),
+        BarColumn(),
+        TextColumn("{task.percentage:>5.1f}%"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=console,
+        transient=True,
+        disable=quiet or not console.is_terminal,
+    ) as progress:
+        task = progress.add_task(loaded.name, total=1.0)
+
+        def on_progress(done: float, total: float) -> None:
+            progress.update(task, completed=done / total)
+
+        result = run_simulation(
+            loaded, days=days, seed=seed, chargers=chargers, start=start_at,
+            resolution=resolution_s, on_progress=on_progress,
+        )
+    try:
+        paths = write_all(result, out_dir, resolution_s)
+    except OSError as exc:
+        fail(f"--out: cannot write to {out_dir}: {exc.strerror or exc}")
+    if not quiet:
+        _print_summary(result.summary)
+        for path in paths:
+            console.print(f"wrote {path}")
+
+
+def _print_summary(summary: dict[str, object]) -> None:
+    sites = summary.get("sites")
+    if not isinstance(sites, dict):
+        return
+    title = f"{summary.get('scenario')}: {summary.get('days')} days from {summary.get('start')}"
+    table = Table(title=title, box=box.SIMPLE_HEAD, padding=(0, 0), pad_edge=False)
+    # Short headers: the table must stay readable in an 80-column terminal.
+    for col in ("site", "sessions", "/chg/day", "kWh", "med kWh", "idle", "peak kW", "coinc.",
+                "util.", "away"):
+        table.add_column(col, justify="left" if col == "site" else "right", no_wrap=True)
+    rows = [*sites.items(), ("total", summary.get("total"))]
+    for name, s in rows:
+        if not isinstance(s, dict):
+            continue
+        energy = s.get("energy_kwh") or {}
+
+        def fmt(value: object, spec: str) -> str:
+            return "-" if value is None else format(value, spec)
+
+        table.add_row(
+            str(name), fmt(s.get("sessions"), "d"),
+            fmt(s.get("sessions_per_charger_per_day"), ".2f"),
+            fmt(energy.get("total") or 0, ",.0f"), fmt(energy.get("median"), ".1f"),
+            fmt(s.get("idle_share"), ".0%"), fmt(s.get("peak_kw"), ".1f"),
+            fmt(s.get("coincidence_factor"), ".2f"), fmt(s.get("utilisation"), ".0%"),
+            fmt(s.get("turned_away"), "d"),
+        )
+    console.print(table)
+    console.print("idle: share of plugged-in time not charging; coinc.: peak / installed kW; "
+                  "util.: share of connector-hours occupied; away: EVs that found no free "
+                  "connector", style="dim")
+
+
+@app.command()
+def validate(
+    scenarios: Annotated[list[str], typer.Argument(help="scenario files or bundled names")],
+) -> None:
+    """Check scenario files; print every problem with its file and field, exit 2 if any."""
+    failed = False
+    for ref in scenarios:
+        try:
+            scenario = load_scenario(ref)
+        except ScenarioError as exc:
+            failed = True
+            for line in exc.problems:
+                errors.print(line, markup=False)
+            continue
+        chargers = sum(s.chargers for s in scenario.sites)
+        console.print(f"ok: {ref} ({len(scenario.sites)} sites, {chargers} chargers)",
+                      markup=False)
+    if failed:
+        raise typer.Exit(EXIT_USAGE)
+
+
+@app.command("scenarios")
+def list_scenarios(
+    schema: Annotated[bool, typer.Option("--schema", help="print the scenario JSON Schema")]
+    = False,
+) -> None:
+    """List the bundled scenarios with a one-line description (or print the JSON Schema)."""
+    if schema:
+        sys.stdout.write(json.dumps(Scenario.model_json_schema(), indent=2) + "\n")
+        return
+    table = Table(show_header=True)
+    table.add_column("scenario")
+    table.add_column("description")
+    for path in bundled_scenarios():
+        table.add_row(path.stem, describe(path))
+    console.print(table)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,235 @@
+"""The offline demand simulator: a scenario run as fast as the CPU allows, no network.
+
+`simulate()` is the Python API behind `fleetsim simulate`: it builds the fleet on an unpaced
+clock, records sessions and exact charging pieces through a sink, and returns plain numpy
+tables and the load curve. Writing files is the output module's job, not this one's.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from datetime import datetime, timedelta
+
+import numpy as np
+import simpy
+
+from models.calendar import Calendar
+from models.demand import EvDemand
+from models.physics import ChargePlan
+from models.vehicles import vehicle_names
+from simulator.clock import OfflineClock
+from simulator.events import AcceptAll, MeterSample
+from simulator.fleet import Fleet
+from simulator.loadcurve import bin_load, parse_resolution
+from simulator.records import (
+    SESSION_COLUMNS,
+    PieceTable,
+    SessionTable,
+    SimulationResult,
+)
+from simulator.scenario import Scenario
+from simulator.station import Connector, ConnectorStatus, Site, Transaction
+from simulator.summary import summarise
+
+
+class SessionRecorder:
+    """Offline sink: turns station events into session rows and exact charging pieces.
+
+    Times are shifted by `offset_s` (the warm-up) so that 0 is the reported start. Sessions
+    count when they arrive within [0, horizon); energy counts wherever it falls in the window.
+    """
+
+    def __init__(self, offset_s: float, horizon_s: float) -> None:
+        self.offset_s = offset_s
+        self.horizon_s = horizon_s
+        self.vehicle_names = vehicle_names()
+        self._vehicle_index = {name: i for i, name in enumerate(self.vehicle_names)}
+        self._rows: dict[str, list[float]] = {k: [] for k in SESSION_COLUMNS}
+        self._open_plans: dict[Connector, tuple[ChargePlan, float]] = {}
+        self._ended: dict[Connector, Transaction] = {}
+        self._pieces: list[list[float]] = [[] for _ in range(7)]
+        self.turned_away: dict[int, int] = {}
+        self.station_events = 0
+
+    # -- StationSink ---------------------------------------------------------------------------
+
+    def status_changed(self, connector: Connector, status: ConnectorStatus, t: float) -> None:
+        self.station_events += 1
+
+    def transaction_started(self, connector: Connector, tx: Transaction, t: float) -> None:
+        self.station_events += 1
+
+    def charge_planned(
+        self, connector: Connector, tx: Transaction, plan: ChargePlan, t: float
+    ) -> None:
+        self.station_events += 1
+        self._close_plan(connector, t)
+        self._open_plans[connector] = (plan, t)
+
+    def meter_sampled(
+        self, connector: Connector, tx: Transaction, sample: MeterSample, t: float
+    ) -> None:
+        self.station_events += 1
+
+    def transaction_ended(self, connector: Connector, tx: Transaction, t: float) -> None:
+        self.station_events += 1
+        self._close_plan(connector, t)
+        self._ended[connector] = tx
+
+    def session_ended(self, connector: Connector, ev: EvDemand, t: float) -> None:
+        self.station_events += 1
+        tx = self._ended.pop(connector, None)
+        self._add_row(connector, ev, tx, plug_out=t, now=t)
+
+    def ev_turned_away(self, site: Site, ev: EvDemand, t: float) -> None:
+        self.station_events += 1
+        if 0.0 <= ev.arrival_s - self.offset_s < self.horizon_s:
+            self.turned_away[site.index] = self.turned_away.get(site.index, 0) + 1
+
+    # -- bookkeeping ---------------------------------------------------------------------------
+
+    def _close_plan(self, connector: Connector, t: float) -> None:
+        entry = self._open_plans.pop(connector, None)
+        if entry is None:
+            return
+        plan, t0 = entry
+        site = float(connector.station.site.index)
+        cap = plan.capacity_kwh
+        shift = self.offset_s
+        p = self._pieces
+        for i in range(len(plan.a)):
+            start = t0 + plan.t_knots[i]
+            if start >= t:
+                break
+            end = min(t0 + plan.t_knots[i + 1], t)
+            if end <= start or plan.a[i] + plan.b[i] * plan.soc_knots[i] <= 0.0:
+                continue
+            p[0].append(site)
+            p[1].append(start - shift)
+            p[2].append(end - shift)
+            p[3].append(plan.a[i])
+            p[4].append(plan.b[i])
+            p[5].append(cap)
+            p[6].append(plan.soc_knots[i])
+
+    def _add_row(
+        self, connector: Connector, ev: EvDemand, tx: Transaction | None, plug_out: float,
+        now: float,
+    ) -> None:
+        """One session row; `plug_out` is NaN for a car still plugged in at `now` (the end)."""
+        arrival = ev.arrival_s - self.offset_s
+        if not 0.0 <= arrival < self.horizon_s:
+            return
+        shift = self.offset_s
+        r = self._rows
+        r["site"].append(connector.station.site.index)
+        r["charger"].append(connector.station.index)
+        r["evse_id"].append(connector.evse_id)
+        r["vehicle"].append(self._vehicle_index[ev.vehicle.name])
+        r["arrival_s"].append(arrival)
+        r["energy_wanted_kwh"].append(ev.energy_wanted_kwh)
+        r["soc_arrival"].append(ev.soc_arrival)
+        r["plug_out_s"].append(plug_out - shift)
+        if tx is None:
+            r["plug_in_s"].append(math.nan)
+            r["charge_start_s"].append(math.nan)
+            r["charge_end_s"].append(math.nan)
+            r["energy_delivered_kwh"].append(0.0)
+            r["max_power_kw"].append(0.0)
+            r["soc_departure"].append(ev.soc_arrival)
+            return
+        end = now if math.isnan(tx.stop_s) else min(now, tx.stop_s)
+        soc_end = tx.soc_at(end)
+        r["plug_in_s"].append(tx.plug_in_s - shift)
+        r["charge_start_s"].append(tx.charge_start_s - shift)
+        charge_end = tx.charge_end_s if not math.isnan(tx.charge_end_s) else end
+        r["charge_end_s"].append(charge_end - shift if not math.isnan(tx.charge_start_s)
+                                 else math.nan)
+        r["energy_delivered_kwh"].append((soc_end - ev.soc_arrival) * ev.vehicle.battery_kwh)
+        r["max_power_kw"].append(tx.max_power_kw)
+        r["soc_departure"].append(soc_end)
+
+    def finish(self, sites: list[Site], t_end: float) -> None:
+        """Close what is still open at the end: plans up to t_end, sessions without plug-out."""
+        for site in sites:
+            site.expire_waiting(t_end)
+            for connector in site.connectors:
+                self._close_plan(connector, t_end)
+                tx = connector.tx
+                if tx is not None and connector.ev is not None:
+                    peak = tx.plan.peak_kw(t_end - tx.plan_start_s) if tx.plan else 0.0
+                    tx.max_power_kw = max(tx.max_power_kw, peak)
+                    self._add_row(connector, connector.ev, tx, plug_out=math.nan, now=t_end)
+
+    def sessions(self, charger_ids: list[list[str]]) -> SessionTable:
+        cols = {k: np.asarray(v, dtype=SESSION_COLUMNS[k]) for k, v in self._rows.items()}
+        order = np.lexsort((cols["evse_id"], cols["charger"], cols["site"], cols["arrival_s"]))
+        cols = {k: v[order] for k, v in cols.items()}
+        return SessionTable(cols, self.vehicle_names, charger_ids)
+
+    def pieces(self) -> PieceTable:
+        p = [np.asarray(col, dtype=float) for col in self._pieces]
+        return PieceTable(p[0].astype(np.int32), p[1], p[2], p[3], p[4], p[5], p[6])
+
+
+def simulate(
+    scenario: Scenario,
+    *,
+    days: float | None = None,
+    seed: int | None = None,
+    chargers: int | None = None,
+    start: datetime | None = None,
+    resolution: str | int = "15min",
+    on_progress: Callable[[float, float], None] | None = None,
+) -> SimulationResult:
+    """Run a scenario offline and return its sessions, charging pieces, load curve and summary.
+
+    Arguments override the scenario's own values. `on_progress(done_s, total_s)` is called as
+    simulated time advances (for a progress bar).
+    """
+    updates: dict[str, object] = {}
+    if seed is not None:
+        updates["seed"] = seed
+    if days is not None:
+        updates["days"] = days
+    if start is not None:
+        updates["start"] = start
+    if updates:
+        scenario = scenario.model_copy(update=updates)
+    if chargers is not None:
+        scenario = scenario.rescaled(chargers)
+    resolution_s = parse_resolution(resolution) if isinstance(resolution, str) else resolution
+
+    start_utc = scenario.start_utc()
+    warmup_s = scenario.warmup_days * 86400.0
+    horizon_s = scenario.days * 86400.0
+    env = simpy.Environment()
+    calendar = Calendar(start_utc - timedelta(seconds=warmup_s), scenario.timezone)
+    recorder = SessionRecorder(offset_s=warmup_s, horizon_s=horizon_s)
+    fleet = Fleet(scenario, env, calendar, recorder, AcceptAll())
+
+    clock = OfflineClock(env)
+    total = warmup_s + horizon_s
+    progress = None if on_progress is None else (lambda t: on_progress(t, total))
+    clock.run_until(total, progress)
+    recorder.finish(fleet.sites, total)
+
+    pieces = recorder.pieces()
+    result = SimulationResult(
+        scenario_name=scenario.name,
+        seed=scenario.seed,
+        start=start_utc,
+        timezone=scenario.timezone,
+        days=scenario.days,
+        sites=fleet.site_infos(),
+        sessions=recorder.sessions(fleet.charger_ids()),
+        pieces=pieces,
+        load=bin_load(pieces, len(fleet.sites), horizon_s, resolution_s, start_utc),
+        turned_away=np.asarray(
+            [recorder.turned_away.get(i, 0) for i in range(len(fleet.sites))], dtype=np.int64
+        ),
+        events_processed=clock.events_scheduled,
+    )
+    result.summary = summarise(result)
+    return result
