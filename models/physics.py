@@ -7,6 +7,7 @@ limit change; nothing here ticks per second. Pure functions and plain data, no I
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 from dataclasses import dataclass
@@ -95,12 +96,6 @@ class ChargingCurve:
         return max(p for _, p in self.knots)
 
 
-def _ac_taper_knots(peak_kw: float, taper_soc: float) -> tuple[tuple[float, float], ...]:
-    # Two-stage AC model (ACN-Sim): constant until taper_soc, then linear to zero at full.
-    taper_soc = min(max(taper_soc, 0.0), 1.0 - 1e-6)
-    return ((0.0, peak_kw), (taper_soc, peak_kw), (1.0, 0.0))
-
-
 def _clip(knots: tuple[tuple[float, float], ...], cap: float) -> tuple[tuple[float, float], ...]:
     out: list[tuple[float, float]] = [(knots[0][0], min(knots[0][1], cap))]
     for (s0, p0), (s1, p1) in itertools.pairwise(knots):
@@ -134,33 +129,55 @@ def charging_curve(
     DC: the vehicle's DC curve clipped at the EVSE rating and the limit.
     """
     if evse.kind is CurrentType.AC:
-        phases = min(evse.phases, vehicle.ac_phases)
-        if limit is not None and limit.phases is not None:
-            phases = min(phases, max(limit.phases, 1))
-        vehicle_amps = vehicle.ac_max_kw * 1000.0 / (evse.voltage_v * vehicle.ac_phases)
-        amps = min(evse.max_current_a, vehicle_amps)
-        vehicle_peak_kw = amps * evse.voltage_v * phases / 1000.0
-        cap = vehicle_peak_kw
-        if limit is not None:
-            if limit.unit == "A":
-                cap = min(cap, max(limit.value, 0.0) * evse.voltage_v * phases / 1000.0)
-            else:
-                cap = min(cap, max(limit.value, 0.0) / 1000.0)
-        unrestricted = _ac_taper_knots(vehicle_peak_kw, ac_taper_soc)
-        voltage = evse.voltage_v
+        return _ac_curve(vehicle, evse, limit, ac_taper_soc)
+    return _dc_curve(vehicle, evse, limit)
+
+
+def _ac_curve(
+    vehicle: Vehicle, evse: EvseRating, limit: ChargingLimit | None, taper_soc: float
+) -> ChargingCurve:
+    # Built in closed form rather than by the generic clip: this runs once per AC session.
+    phases = min(evse.phases, vehicle.ac_phases)
+    if limit is not None and limit.phases is not None:
+        phases = min(phases, max(limit.phases, 1))
+    volts = evse.voltage_v
+    vehicle_amps = vehicle.ac_max_kw * 1000.0 / (volts * vehicle.ac_phases)
+    peak = min(evse.max_current_a, vehicle_amps) * volts * phases / 1000.0
+    cap = peak
+    if limit is not None:
+        if limit.unit == "A":
+            cap = min(cap, max(limit.value, 0.0) * volts * phases / 1000.0)
+        else:
+            cap = min(cap, max(limit.value, 0.0) / 1000.0)
+    taper_soc = min(max(taper_soc, 0.0), 1.0 - 1e-6)
+    # Two-stage model (ACN-Sim): constant to taper_soc, then linear to zero at full; a cap
+    # below the peak moves the knee later, to where the taper line meets the cap.
+    if peak <= 0.0:
+        knee = 1.0
+    elif cap >= peak:
+        knee = taper_soc
     else:
-        phases = 1
-        unrestricted = vehicle.dc_curve
-        vehicle_peak_kw = max(p for _, p in unrestricted)
-        cap = evse.max_kw
-        if limit is not None:
-            if limit.unit == "A":
-                cap = min(cap, max(limit.value, 0.0) * NOMINAL_DC_VOLTAGE_V / 1000.0)
-            else:
-                cap = min(cap, max(limit.value, 0.0) / 1000.0)
-        voltage = NOMINAL_DC_VOLTAGE_V
-    full_soc = _soc_where_power_falls_to(unrestricted, FULL_POWER_FRACTION * vehicle_peak_kw)
-    return ChargingCurve(_clip(unrestricted, max(cap, 0.0)), full_soc, phases, voltage, evse.kind)
+        knee = 1.0 - (cap / peak) * (1.0 - taper_soc)
+    knots = ((0.0, cap), (knee, cap), (1.0, 0.0)) if knee < 1.0 else ((0.0, cap), (1.0, cap))
+    full_soc = 1.0 - FULL_POWER_FRACTION * (1.0 - taper_soc)
+    return ChargingCurve(knots, full_soc, phases, volts, CurrentType.AC)
+
+
+@functools.lru_cache(maxsize=4096)
+def _dc_curve(vehicle: Vehicle, evse: EvseRating, limit: ChargingLimit | None) -> ChargingCurve:
+    # DC curves depend on nothing drawn per session, so a fleet needs only a few: cache them.
+    unrestricted = vehicle.dc_curve
+    peak = max(p for _, p in unrestricted)
+    cap = evse.max_kw
+    if limit is not None:
+        if limit.unit == "A":
+            cap = min(cap, max(limit.value, 0.0) * NOMINAL_DC_VOLTAGE_V / 1000.0)
+        else:
+            cap = min(cap, max(limit.value, 0.0) / 1000.0)
+    full_soc = _soc_where_power_falls_to(unrestricted, FULL_POWER_FRACTION * peak)
+    return ChargingCurve(
+        _clip(unrestricted, max(cap, 0.0)), full_soc, 1, NOMINAL_DC_VOLTAGE_V, CurrentType.DC
+    )
 
 
 def _piece_duration(a: float, b: float, cap_kwh: float, s0: float, s1: float) -> float:
@@ -246,21 +263,6 @@ class ChargePlan:
         soc = self.soc_at(dt)
         return max(self.a[i] + self.b[i] * soc, 0.0)
 
-    def peak_kw(self, dt: float) -> float:
-        """The highest power drawn during the first dt seconds (power is linear in SoC on each
-        piece, so the maximum lies at a piece boundary or at dt)."""
-        if not self.a or dt <= 0.0:
-            return 0.0
-        soc_now = self.soc_at(dt)
-        best = 0.0
-        for i in range(len(self.a)):
-            s_lo = self.soc_knots[i]
-            if s_lo > soc_now:
-                break
-            s_hi = min(self.soc_knots[i + 1], soc_now)
-            best = max(best, self.a[i] + self.b[i] * s_lo, self.a[i] + self.b[i] * s_hi)
-        return best
-
     def time_to_energy(self, energy_kwh: float) -> float:
         """Seconds until `energy_kwh` has been delivered (inf if the plan never gets there)."""
         target = self.soc0 + energy_kwh / self.capacity_kwh
@@ -287,19 +289,23 @@ def plan_charge(
     b_list: list[float] = []
     knots = curve.knots
     t = 0.0
-    for (s0, p0), (s1, p1) in itertools.pairwise(knots):
-        lo, hi = max(s0, soc_knots[-1]), min(s1, soc_end)
-        if hi <= lo or s1 <= s0:
-            continue
-        b = (p1 - p0) / (s1 - s0)
-        a = p0 - b * s0
-        t += _piece_duration(a, b, capacity_kwh, lo, hi)
-        a_list.append(a)
-        b_list.append(b)
-        soc_knots.append(hi)
-        t_knots.append(t)
-        if math.isinf(t):
-            break
+    lo = soc0
+    s0, p0 = knots[0]
+    for s1, p1 in knots[1:]:
+        if s1 > lo and s1 > s0:
+            hi = s1 if s1 < soc_end else soc_end
+            if hi > lo:
+                b = (p1 - p0) / (s1 - s0)
+                a = p0 - b * s0
+                t += _piece_duration(a, b, capacity_kwh, lo, hi)
+                a_list.append(a)
+                b_list.append(b)
+                soc_knots.append(hi)
+                t_knots.append(t)
+                lo = hi
+                if t == math.inf or hi >= soc_end:
+                    break
+        s0, p0 = s1, p1
     if not a_list:
         soc_end = soc0
     return ChargePlan(

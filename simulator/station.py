@@ -94,7 +94,6 @@ class Transaction:
     stop_s: float = math.nan
     meter_stop_wh: float = math.nan
     stop_reason: StopReason | None = None
-    max_power_kw: float = 0.0
     open: bool = True
 
     def soc_at(self, t: float) -> float:
@@ -112,11 +111,13 @@ class Transaction:
 class Connector:
     """One EVSE with one connector: its status, energy register, limit and the serving process."""
 
-    __slots__ = ("_interruptible", "_wake", "ev", "evse_id", "free", "limit", "process",
-                 "register_wh", "station", "status", "tx")
+    __slots__ = ("_env", "_interruptible", "_sink", "_wake", "ev", "evse_id", "free", "limit",
+                 "process", "register_wh", "station", "status", "tx")
 
     def __init__(self, station: Station, evse_id: int) -> None:
         self.station = station
+        self._env = station.env  # held directly: read on every event of every session
+        self._sink = station.sink
         self.evse_id = evse_id
         self.status = ConnectorStatus.AVAILABLE
         self.register_wh = 0.0
@@ -167,7 +168,7 @@ class Connector:
         if status not in LEGAL_TRANSITIONS[self.status]:
             raise IllegalTransition(f"{self!r}: {self.status} -> {status}")
         self.status = status
-        self.station.sink.status_changed(self, status, self.station.env.now)
+        self._sink.status_changed(self, status, self._env.now)
 
     def _serve(self) -> Generator[simpy.Event, Any, None]:
         site = self.station.site
@@ -184,7 +185,7 @@ class Connector:
 
     def _session(self, ev: EvDemand) -> Generator[simpy.Event, Any, None]:
         station = self.station
-        env, sink = station.env, station.sink
+        env, sink = self._env, self._sink
         plug_in = env.now
         self.ev = ev
         self._set_status(ConnectorStatus.PREPARING)
@@ -209,20 +210,27 @@ class Connector:
         soc = ev.soc_arrival
         while (yield from self._charge_until(tx, soc, departure)):
             soc = tx.soc_at(env.now)
-        tx.charge_end_s = env.now
+        now = tx.charge_end_s = env.now
         if ev.leave_when_charged:
-            departure = min(departure, env.now + ev.handling_s)
-        if env.now < departure:
+            departure = min(departure, now + ev.handling_s)
+        if now < departure:
             self._set_status(ConnectorStatus.SUSPENDED_EV)
-            yield from self._wait_until(departure)
+            # Full: idle until the driver comes back; limit changes now change nothing.
+            while env.now < departure:
+                self._interruptible = True
+                try:
+                    yield env.timeout(departure - env.now)
+                except simpy.Interrupt:
+                    pass
+                finally:
+                    self._interruptible = False
 
-        tx.stop_s = env.now
+        now = tx.stop_s = env.now
         tx.stop_reason = StopReason.LOCAL
-        tx.meter_stop_wh = tx.energy_wh_at(env.now)
+        tx.meter_stop_wh = self.register_wh = tx.energy_wh_at(now)
         tx.open = False
-        self.register_wh = tx.meter_stop_wh
         self._set_status(ConnectorStatus.FINISHING)
-        sink.transaction_ended(self, tx, env.now)
+        sink.transaction_ended(self, tx, now)
         self.tx = None
 
         yield env.timeout(station.spec.unplug_delay_s)
@@ -235,44 +243,31 @@ class Connector:
     ) -> Generator[simpy.Event, Any, bool]:
         """Charge along a fresh plan until full or departure; True if a limit change cut it
         short, so the caller re-plans from the SoC reached (the energy delivered is kept)."""
-        station = self.station
-        env = station.env
+        env = self._env
+        now = env.now
         ev = tx.ev
-        curve = charging_curve(ev.vehicle, station.spec.rating, self.limit, ev.ac_taper_soc)
+        curve = charging_curve(ev.vehicle, self.station.spec.rating, self.limit, ev.ac_taper_soc)
         plan = plan_charge(curve, ev.vehicle.battery_kwh, soc, ev.soc_target)
-        tx.plan, tx.plan_start_s = plan, env.now
-        if plan.duration_s > 0.0 and plan.power_at(0.0) > 0.0:
-            if math.isnan(tx.charge_start_s):
-                tx.charge_start_s = env.now
-            self._set_status(ConnectorStatus.CHARGING)
-        elif plan.duration_s > 0.0:
-            self._set_status(ConnectorStatus.SUSPENDED_EVSE)
-        station.sink.charge_planned(self, tx, plan, env.now)
-        end = min(env.now + plan.duration_s, departure)
-        if end <= env.now:
+        tx.plan, tx.plan_start_s = plan, now
+        if plan.duration_s > 0.0:
+            if plan.a[0] + plan.b[0] * soc > 0.0:
+                if math.isnan(tx.charge_start_s):
+                    tx.charge_start_s = now
+                self._set_status(ConnectorStatus.CHARGING)
+            else:
+                self._set_status(ConnectorStatus.SUSPENDED_EVSE)
+        self._sink.charge_planned(self, tx, plan, now)
+        end = min(now + plan.duration_s, departure)
+        if end <= now:
             return False
         self._interruptible = True
         try:
-            yield env.timeout(end - env.now)
+            yield env.timeout(end - now)
             return False
         except simpy.Interrupt:
             return True
         finally:
             self._interruptible = False
-            elapsed = env.now - tx.plan_start_s
-            tx.max_power_kw = max(tx.max_power_kw, plan.peak_kw(elapsed))
-
-    def _wait_until(self, t: float) -> Generator[simpy.Event, Any, None]:
-        """Idle until t; limit changes while the EV is full change nothing."""
-        env = self.station.env
-        while env.now < t:
-            self._interruptible = True
-            try:
-                yield env.timeout(t - env.now)
-            except simpy.Interrupt:
-                pass
-            finally:
-                self._interruptible = False
 
     def _sample_meter(self, tx: Transaction, interval: float) -> Generator[simpy.Event, Any, None]:
         env, sink = self.station.env, self.station.sink
