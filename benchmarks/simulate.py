@@ -13,7 +13,7 @@ import sys
 import time
 
 from simulator.scenario import parse_scenario
-from simulator.simulate import simulate
+from simulator.offline import simulate
 
 # A mixed network: shares of chargers per archetype, as a regional operator might run.
 MIX = {"home": 0.40, "workplace": 0.25, "public_ac": 0.25, "dc_fast": 0.05, "depot_van": 0.05}
@@ -40,8 +40,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     t0 = time.perf_counter()
     cpu0 = time.process_time()
-    result = simulate(scenario, days=args.days, chargers=args.chargers,
-                      resolution=args.resolution)
+    result = simulate(scenario, days=args.days, chargers=args.chargers, resolution=args.resolution)
     wall = time.perf_counter() - t0
     cpu = time.process_time() - cpu0
     sessions = len(result.sessions)

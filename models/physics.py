@@ -247,8 +247,9 @@ class ChargePlan:
         if dt >= self.t_knots[-1]:
             return self.soc_end
         i = self._locate(dt)
-        soc = _piece_soc(self.a[i], self.b[i], self.capacity_kwh, self.soc_knots[i],
-                         dt - self.t_knots[i])
+        soc = _piece_soc(
+            self.a[i], self.b[i], self.capacity_kwh, self.soc_knots[i], dt - self.t_knots[i]
+        )
         return min(max(soc, self.soc_knots[i]), self.soc_knots[i + 1])
 
     def energy_at(self, dt: float) -> float:
@@ -309,6 +310,13 @@ def plan_charge(
     if not a_list:
         soc_end = soc0
     return ChargePlan(
-        capacity_kwh, soc0, soc_end, soc_knots, t_knots, a_list, b_list, curve.phases,
+        capacity_kwh,
+        soc0,
+        soc_end,
+        soc_knots,
+        t_knots,
+        a_list,
+        b_list,
+        curve.phases,
         curve.voltage_v,
     )

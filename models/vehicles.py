@@ -141,9 +141,7 @@ class VehicleMix:
     def __init__(self, vehicles: Sequence[Vehicle], weights: Sequence[float] | None = None):
         if not vehicles:
             raise ValueError("a vehicle mix needs at least one vehicle")
-        w = np.asarray(
-            [v.weight for v in vehicles] if weights is None else weights, dtype=float
-        )
+        w = np.asarray([v.weight for v in vehicles] if weights is None else weights, dtype=float)
         if w.shape != (len(vehicles),) or np.any(w < 0) or w.sum() <= 0:
             raise ValueError("vehicle weights must be non-negative and not all zero")
         self.vehicles: tuple[Vehicle, ...] = tuple(vehicles)

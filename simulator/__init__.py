@@ -15,7 +15,7 @@ def __getattr__(name: str) -> Any:
     # The runner pulls in SimPy, the writers and matplotlib: import it only when asked for, so
     # `fleetsim validate` and `import simulator` stay quick.
     if name == "simulate":
-        from simulator.simulate import simulate
+        from simulator.offline import simulate
 
         return simulate
     raise AttributeError(f"module 'simulator' has no attribute {name!r}")

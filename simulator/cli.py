@@ -67,23 +67,25 @@ def _parse_start(text: str | None) -> datetime | None:
 @app.command()
 def simulate(
     scenario: Annotated[str, typer.Argument(help="scenario file, or the name of a bundled one")],
-    days: Annotated[float | None, typer.Option(help="simulated days (default: the scenario's)")]
-    = None,
+    days: Annotated[
+        float | None, typer.Option(help="simulated days (default: the scenario's)")
+    ] = None,
     seed: Annotated[int | None, typer.Option(help="seed (default: the scenario's)")] = None,
-    out: Annotated[Path | None, typer.Option(help="output folder (default: out/<scenario>)")]
-    = None,
+    out: Annotated[
+        Path | None, typer.Option(help="output folder (default: out/<scenario>)")
+    ] = None,
     chargers: Annotated[
         int | None, typer.Option(help="rescale to N chargers in total, sites kept in proportion")
     ] = None,
-    resolution: Annotated[str, typer.Option(help="load curve step: 1min, 5min, 15min or 1h")]
-    = "15min",
+    resolution: Annotated[
+        str, typer.Option(help="load curve step: 1min, 5min, 15min or 1h")
+    ] = "15min",
     start: Annotated[str | None, typer.Option(help="simulated start, ISO-8601")] = None,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress bar or table")]
-    = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress bar or table")] = False,
 ) -> None:
     """Run a scenario offline, faster than real time, and write sessions, load and summary."""
     from simulator.output import write_all
-    from simulator.simulate import simulate as run_simulation
+    from simulator.offline import simulate as run_simulation
 
     loaded = _load(scenario)
     try:
@@ -115,8 +117,13 @@ def simulate(
             progress.update(task, completed=done / total)
 
         result = run_simulation(
-            loaded, days=days, seed=seed, chargers=chargers, start=start_at,
-            resolution=resolution_s, on_progress=on_progress,
+            loaded,
+            days=days,
+            seed=seed,
+            chargers=chargers,
+            start=start_at,
+            resolution=resolution_s,
+            on_progress=on_progress,
         )
     try:
         paths = write_all(result, out_dir, resolution_s)
@@ -135,8 +142,18 @@ def _print_summary(summary: dict[str, object]) -> None:
     title = f"{summary.get('scenario')}: {summary.get('days')} days from {summary.get('start')}"
     table = Table(title=title, box=box.SIMPLE_HEAD, padding=(0, 0), pad_edge=False)
     # Short headers: the table must stay readable in an 80-column terminal.
-    for col in ("site", "sessions", "/chg/day", "kWh", "med kWh", "idle", "peak kW", "coinc.",
-                "util.", "away"):
+    for col in (
+        "site",
+        "sessions",
+        "/chg/day",
+        "kWh",
+        "med kWh",
+        "idle",
+        "peak kW",
+        "coinc.",
+        "util.",
+        "away",
+    ):
         table.add_column(col, justify="left" if col == "site" else "right", no_wrap=True)
     rows = [*sites.items(), ("total", summary.get("total"))]
     for name, s in rows:
@@ -148,17 +165,24 @@ def _print_summary(summary: dict[str, object]) -> None:
             return "-" if value is None else format(value, spec)
 
         table.add_row(
-            str(name), fmt(s.get("sessions"), "d"),
+            str(name),
+            fmt(s.get("sessions"), "d"),
             fmt(s.get("sessions_per_charger_per_day"), ".2f"),
-            fmt(energy.get("total") or 0, ",.0f"), fmt(energy.get("median"), ".1f"),
-            fmt(s.get("idle_share"), ".0%"), fmt(s.get("peak_kw"), ".1f"),
-            fmt(s.get("coincidence_factor"), ".2f"), fmt(s.get("utilisation"), ".0%"),
+            fmt(energy.get("total") or 0, ",.0f"),
+            fmt(energy.get("median"), ".1f"),
+            fmt(s.get("idle_share"), ".0%"),
+            fmt(s.get("peak_kw"), ".1f"),
+            fmt(s.get("coincidence_factor"), ".2f"),
+            fmt(s.get("utilisation"), ".0%"),
             fmt(s.get("turned_away"), "d"),
         )
     console.print(table)
-    console.print("idle: share of plugged-in time not charging; coinc.: peak / installed kW; "
-                  "util.: share of connector-hours occupied; away: EVs that found no free "
-                  "connector", style="dim")
+    console.print(
+        "idle: share of plugged-in time not charging; coinc.: peak / installed kW; "
+        "util.: share of connector-hours occupied; away: EVs that found no free "
+        "connector",
+        style="dim",
+    )
 
 
 @app.command()
@@ -176,16 +200,16 @@ def validate(
                 errors.print(line, markup=False)
             continue
         chargers = sum(s.chargers for s in scenario.sites)
-        console.print(f"ok: {ref} ({len(scenario.sites)} sites, {chargers} chargers)",
-                      markup=False)
+        console.print(f"ok: {ref} ({len(scenario.sites)} sites, {chargers} chargers)", markup=False)
     if failed:
         raise typer.Exit(EXIT_USAGE)
 
 
 @app.command("scenarios")
 def list_scenarios(
-    schema: Annotated[bool, typer.Option("--schema", help="print the scenario JSON Schema")]
-    = False,
+    schema: Annotated[
+        bool, typer.Option("--schema", help="print the scenario JSON Schema")
+    ] = False,
 ) -> None:
     """List the bundled scenarios with a one-line description (or print the JSON Schema)."""
     if schema:

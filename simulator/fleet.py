@@ -98,5 +98,7 @@ class Fleet:
     def charger_ids(self) -> list[list[str]]:
         """Every charger id, per site, by charger index."""
         pattern = self.scenario.charger_id_pattern
-        return [[charger_id(pattern, r.name, i) for i in range(r.config.chargers)]
-                for r in self.resolved]
+        return [
+            [charger_id(pattern, r.name, i) for i in range(r.config.chargers)]
+            for r in self.resolved
+        ]

@@ -45,13 +45,16 @@ class ChargerModel(_Strict):
 
     kind: Literal["ac", "dc"] | None = Field(None, description="AC or DC charger")
     power_kw: Annotated[float, Field(gt=0, le=1000)] | None = Field(
-        None, description="rating of each EVSE in kW")
+        None, description="rating of each EVSE in kW"
+    )
     phases: Literal[1, 3] | None = Field(None, description="AC phases wired to each EVSE")
     connectors: Annotated[int, Field(ge=1, le=16)] | None = Field(
-        None, description="EVSEs per charger (one connector each)")
+        None, description="EVSEs per charger (one connector each)"
+    )
     voltage_v: float = Field(230.0, gt=0, le=1000, description="AC phase voltage")
-    unplug_delay_s: float = Field(30.0, ge=0, le=3600,
-                                  description="seconds between transaction stop and unplug")
+    unplug_delay_s: float = Field(
+        30.0, ge=0, le=3600, description="seconds between transaction stop and unplug"
+    )
     ocpp_version: Literal["1.6", "2.0.1"] = Field("1.6", description="OCPP version it speaks")
     vendor: str = Field("fleetsim", min_length=1, max_length=20)
     model: str = Field("VirtualCharger", min_length=1, max_length=20)
@@ -62,22 +65,27 @@ class SiteConfig(_Strict):
     """One site: an archetype, how many chargers, their model and any demand overrides."""
 
     name: str | None = Field(
-        None, pattern=_NAME, description="unique site name (default: the archetype)")
+        None, pattern=_NAME, description="unique site name (default: the archetype)"
+    )
     archetype: str = Field(description=f"one of: {', '.join(sorted(ARCHETYPES))}")
     chargers: int = Field(1, ge=0, le=1_000_000, description="number of chargers at the site")
     charger: ChargerModel = Field(default_factory=ChargerModel)
     private: bool | None = Field(
-        None, description="chargers belong to one car each, so an EV never takes another "
-        "(default: the archetype's; homes and depots are private)")
+        None,
+        description="chargers belong to one car each, so an EV never takes another "
+        "(default: the archetype's; homes and depots are private)",
+    )
     demand: dict[str, Any] = Field(
-        default_factory=dict, description="overrides of the archetype's demand parameters")
+        default_factory=dict, description="overrides of the archetype's demand parameters"
+    )
 
     @field_validator("archetype")
     @classmethod
     def _known_archetype(cls, value: str) -> str:
         if value not in ARCHETYPES:
-            raise ValueError(f"unknown archetype {value!r}; expected one of "
-                             f"{', '.join(sorted(ARCHETYPES))}")
+            raise ValueError(
+                f"unknown archetype {value!r}; expected one of {', '.join(sorted(ARCHETYPES))}"
+            )
         return value
 
     @property
@@ -92,17 +100,25 @@ class Scenario(_Strict):
     description: str = Field("", description="one line saying what the scenario models")
     seed: int = Field(1, ge=0, description="seed of every random stream")
     start: datetime | None = Field(
-        None, description="simulated start; naive times are in `timezone` (offline default "
-        "2025-01-06T00:00 local, a Monday)")
+        None,
+        description="simulated start; naive times are in `timezone` (offline default "
+        "2025-01-06T00:00 local, a Monday)",
+    )
     timezone: str = Field("UTC", description="IANA time zone of the sites' clocks")
     days: float = Field(7.0, gt=0, le=3660, description="offline horizon in days")
     warmup_days: float = Field(
-        1.0, ge=0, le=60, description="days simulated before `start` and discarded, so the "
-        "run starts with the cars that would already be plugged in")
+        1.0,
+        ge=0,
+        le=60,
+        description="days simulated before `start` and discarded, so the "
+        "run starts with the cars that would already be plugged in",
+    )
     charger_id_pattern: str = Field(
-        "{site}-{index:05d}", description="charger identity; fields {site} and {index}")
+        "{site}-{index:05d}", description="charger identity; fields {site} and {index}"
+    )
     vehicles: dict[str, Annotated[float, Field(ge=0)]] | None = Field(
-        None, description="EV mix as weights by model name (default: 2023 Dutch registrations)")
+        None, description="EV mix as weights by model name (default: 2023 Dutch registrations)"
+    )
     sites: list[SiteConfig] = Field(min_length=1)
 
     @field_validator("timezone")
@@ -111,8 +127,9 @@ class Scenario(_Strict):
         try:
             ZoneInfo(value)
         except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"unknown time zone {value!r} (expected an IANA name such as "
-                             "'Europe/Amsterdam')") from None
+            raise ValueError(
+                f"unknown time zone {value!r} (expected an IANA name such as 'Europe/Amsterdam')"
+            ) from None
         return value
 
     @field_validator("vehicles")
@@ -122,8 +139,10 @@ class Scenario(_Strict):
             return value
         unknown = sorted(set(value) - set(vehicle_names()))
         if unknown:
-            raise ValueError(f"unknown vehicle(s) {', '.join(map(repr, unknown))}; known: "
-                             f"{', '.join(v.name for v in CATALOGUE)}")
+            raise ValueError(
+                f"unknown vehicle(s) {', '.join(map(repr, unknown))}; known: "
+                f"{', '.join(v.name for v in CATALOGUE)}"
+            )
         if sum(value.values()) <= 0:
             raise ValueError("vehicle weights must not all be zero")
         return value
@@ -134,8 +153,9 @@ class Scenario(_Strict):
         try:
             a, b = value.format(site="s", index=1), value.format(site="s", index=2)
         except (KeyError, IndexError, ValueError) as exc:
-            raise ValueError(f"pattern {value!r} does not format with {{site}} and {{index}}: "
-                             f"{exc}") from None
+            raise ValueError(
+                f"pattern {value!r} does not format with {{site}} and {{index}}: {exc}"
+            ) from None
         if a == b:
             raise ValueError(f"pattern {value!r} must contain {{index}} so charger ids differ")
         return value
@@ -145,8 +165,9 @@ class Scenario(_Strict):
         seen: set[str] = set()
         for site in self.sites:
             if site.site_name in seen:
-                raise ValueError(f"two sites are named {site.site_name!r}; give each a unique "
-                                 "`name`")
+                raise ValueError(
+                    f"two sites are named {site.site_name!r}; give each a unique `name`"
+                )
             seen.add(site.site_name)
         return self
 
@@ -172,8 +193,9 @@ class Scenario(_Strict):
         if chargers < 1:
             raise ValueError("--chargers must be at least 1")
         counts = largest_remainder([s.chargers for s in self.sites], chargers)
-        sites = [s.model_copy(update={"chargers": n}) for s, n in zip(self.sites, counts,
-                                                                      strict=True)]
+        sites = [
+            s.model_copy(update={"chargers": n}) for s, n in zip(self.sites, counts, strict=True)
+        ]
         return self.model_copy(update={"sites": sites})
 
 
@@ -212,8 +234,10 @@ def largest_remainder(weights: Sequence[int], total: int) -> list[int]:
         for i in present:
             if counts[i] == 0:
                 # Take from the site furthest above its exact share.
-                donor = max((j for j in range(len(counts)) if counts[j] > 1),
-                            key=lambda j: (counts[j] - exact[j], -j))
+                donor = max(
+                    (j for j in range(len(counts)) if counts[j] > 1),
+                    key=lambda j: (counts[j] - exact[j], -j),
+                )
                 counts[donor] -= 1
                 counts[i] = 1
     return counts
@@ -230,8 +254,10 @@ def resolve_site(site: SiteConfig) -> ResolvedSite:
     if kind is CurrentType.AC:
         amps = rating.max_current_a
         if amps > 63:
-            raise ValueError(f"an AC EVSE of {rating.max_kw} kW on {rating.phases} phase(s) "
-                             f"needs {amps:.0f} A per phase (at most 63 A)")
+            raise ValueError(
+                f"an AC EVSE of {rating.max_kw} kW on {rating.phases} phase(s) "
+                f"needs {amps:.0f} A per phase (at most 63 A)"
+            )
     private = archetype.private_chargers if site.private is None else site.private
     return ResolvedSite(site, archetype, params, rating, c.connectors or d.connectors, private)
 
@@ -272,8 +298,12 @@ def _problems(source: str, exc: ValidationError, prefix: Sequence[int | str] = (
 def parse_scenario(data: Any, source: str = "<scenario>", name: str | None = None) -> Scenario:
     """Validate already-parsed YAML data; raises ScenarioError listing every problem."""
     if not isinstance(data, dict):
-        raise ScenarioError([f"{source}: (top level): expected a mapping of scenario fields, "
-                             f"got {type(data).__name__}"])
+        raise ScenarioError(
+            [
+                f"{source}: (top level): expected a mapping of scenario fields, "
+                f"got {type(data).__name__}"
+            ]
+        )
     if name and "name" not in data:
         data = {**data, "name": name}
     try:
@@ -315,8 +345,9 @@ def load_scenario(ref: str | Path) -> Scenario:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         known = ", ".join(p.stem for p in bundled_scenarios())
-        raise ScenarioError([f"{source}: cannot read: no such file (bundled scenarios: "
-                             f"{known})"]) from None
+        raise ScenarioError(
+            [f"{source}: cannot read: no such file (bundled scenarios: {known})"]
+        ) from None
     except (OSError, UnicodeDecodeError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
         raise ScenarioError([f"{source}: cannot read: {reason}"]) from None

@@ -39,22 +39,46 @@ _S = ConnectorStatus
 # The transitions of the OCPP 1.6 connector status diagram (section 4.9): anything else is a bug
 # in the station model and raises at once rather than sending a CSMS an impossible sequence.
 LEGAL_TRANSITIONS: dict[ConnectorStatus, frozenset[ConnectorStatus]] = {
-    _S.AVAILABLE: frozenset({_S.PREPARING, _S.CHARGING, _S.SUSPENDED_EV, _S.SUSPENDED_EVSE,
-                             _S.RESERVED, _S.UNAVAILABLE, _S.FAULTED}),
-    _S.PREPARING: frozenset({_S.AVAILABLE, _S.CHARGING, _S.SUSPENDED_EV, _S.SUSPENDED_EVSE,
-                             _S.FINISHING, _S.FAULTED}),
-    _S.CHARGING: frozenset({_S.AVAILABLE, _S.SUSPENDED_EV, _S.SUSPENDED_EVSE, _S.FINISHING,
-                            _S.UNAVAILABLE, _S.FAULTED}),
-    _S.SUSPENDED_EV: frozenset({_S.AVAILABLE, _S.CHARGING, _S.SUSPENDED_EVSE, _S.FINISHING,
-                                _S.UNAVAILABLE, _S.FAULTED}),
-    _S.SUSPENDED_EVSE: frozenset({_S.AVAILABLE, _S.CHARGING, _S.SUSPENDED_EV, _S.FINISHING,
-                                  _S.UNAVAILABLE, _S.FAULTED}),
+    _S.AVAILABLE: frozenset(
+        {
+            _S.PREPARING,
+            _S.CHARGING,
+            _S.SUSPENDED_EV,
+            _S.SUSPENDED_EVSE,
+            _S.RESERVED,
+            _S.UNAVAILABLE,
+            _S.FAULTED,
+        }
+    ),
+    _S.PREPARING: frozenset(
+        {_S.AVAILABLE, _S.CHARGING, _S.SUSPENDED_EV, _S.SUSPENDED_EVSE, _S.FINISHING, _S.FAULTED}
+    ),
+    _S.CHARGING: frozenset(
+        {_S.AVAILABLE, _S.SUSPENDED_EV, _S.SUSPENDED_EVSE, _S.FINISHING, _S.UNAVAILABLE, _S.FAULTED}
+    ),
+    _S.SUSPENDED_EV: frozenset(
+        {_S.AVAILABLE, _S.CHARGING, _S.SUSPENDED_EVSE, _S.FINISHING, _S.UNAVAILABLE, _S.FAULTED}
+    ),
+    _S.SUSPENDED_EVSE: frozenset(
+        {_S.AVAILABLE, _S.CHARGING, _S.SUSPENDED_EV, _S.FINISHING, _S.UNAVAILABLE, _S.FAULTED}
+    ),
     _S.FINISHING: frozenset({_S.AVAILABLE, _S.PREPARING, _S.UNAVAILABLE, _S.FAULTED}),
     _S.RESERVED: frozenset({_S.AVAILABLE, _S.PREPARING, _S.UNAVAILABLE, _S.FAULTED}),
-    _S.UNAVAILABLE: frozenset({_S.AVAILABLE, _S.PREPARING, _S.CHARGING, _S.SUSPENDED_EV,
-                               _S.SUSPENDED_EVSE, _S.FAULTED}),
-    _S.FAULTED: frozenset({_S.AVAILABLE, _S.PREPARING, _S.CHARGING, _S.SUSPENDED_EV,
-                           _S.SUSPENDED_EVSE, _S.FINISHING, _S.RESERVED, _S.UNAVAILABLE}),
+    _S.UNAVAILABLE: frozenset(
+        {_S.AVAILABLE, _S.PREPARING, _S.CHARGING, _S.SUSPENDED_EV, _S.SUSPENDED_EVSE, _S.FAULTED}
+    ),
+    _S.FAULTED: frozenset(
+        {
+            _S.AVAILABLE,
+            _S.PREPARING,
+            _S.CHARGING,
+            _S.SUSPENDED_EV,
+            _S.SUSPENDED_EVSE,
+            _S.FINISHING,
+            _S.RESERVED,
+            _S.UNAVAILABLE,
+        }
+    ),
 }
 
 
@@ -111,8 +135,21 @@ class Transaction:
 class Connector:
     """One EVSE with one connector: its status, energy register, limit and the serving process."""
 
-    __slots__ = ("_env", "_interruptible", "_sink", "_wake", "ev", "evse_id", "free", "limit",
-                 "process", "register_wh", "station", "status", "tx")
+    __slots__ = (
+        "_env",
+        "_interruptible",
+        "_sink",
+        "_wake",
+        "ev",
+        "evse_id",
+        "free",
+        "limit",
+        "process",
+        "register_wh",
+        "station",
+        "status",
+        "tx",
+    )
 
     def __init__(self, station: Station, evse_id: int) -> None:
         self.station = station
@@ -151,14 +188,21 @@ class Connector:
         """A coherent meter reading at time t (register, power, current, voltage, SoC)."""
         tx = self.tx
         if tx is None or tx.plan is None:
-            return MeterSample(self.register_wh, 0.0, 0.0, 0, self.station.spec.rating.voltage_v,
-                               math.nan if tx is None else tx.ev.soc_arrival)
+            return MeterSample(
+                self.register_wh,
+                0.0,
+                0.0,
+                0,
+                self.station.spec.rating.voltage_v,
+                math.nan if tx is None else tx.ev.soc_arrival,
+            )
         plan = tx.plan
         dt = t - tx.plan_start_s
         power_w = plan.power_at(dt) * 1000.0
         current = power_w / (plan.voltage_v * plan.phases) if plan.phases else 0.0
-        return MeterSample(tx.energy_wh_at(t), power_w, current, plan.phases, plan.voltage_v,
-                           plan.soc_at(dt))
+        return MeterSample(
+            tx.energy_wh_at(t), power_w, current, plan.phases, plan.voltage_v, plan.soc_at(dt)
+        )
 
     # -- the connector's life ------------------------------------------------------------------
 
@@ -199,8 +243,9 @@ class Connector:
             sink.session_ended(self, ev, env.now)
             return
 
-        tx = Transaction(station.next_tx_seq(), self, ev, ev.id_tag, env.now, self.register_wh,
-                         plug_in)
+        tx = Transaction(
+            station.next_tx_seq(), self, ev, ev.id_tag, env.now, self.register_wh, plug_in
+        )
         self.tx = tx
         sink.transaction_started(self, tx, env.now)
         if station.spec.meter_interval_s:
@@ -336,8 +381,8 @@ class Station:
 @dataclass(eq=False)
 class Site:
     """A group of stations in one place. An EV that finds its charger busy takes any free
-    connector of the site (unless the chargers are private: one car each), or queues for one up
-    to its patience, or leaves (turned away)."""
+    connector of the site, or queues for one up to its patience, or leaves (turned away).
+    On a private site (one car per charger) an EV only ever uses its own charger."""
 
     env: simpy.Environment
     name: str
@@ -347,6 +392,10 @@ class Site:
     stations: list[Station] = field(default_factory=list)
     turned_away: int = 0
     waited: int = 0
+    # Private sites: arrivals that found their own charger still occupied. A private charger
+    # serves one car, so such an arrival is that same car's stream running ahead, not a
+    # second EV queueing; it is dropped and counted here rather than as turned away.
+    absorbed: int = 0
     # Free connectors in the order they became free: a dict is an insertion-ordered set, which
     # keeps the choice deterministic for a seed.
     _free: dict[Connector, None] = field(default_factory=dict)
@@ -363,7 +412,10 @@ class Site:
                 del self._free[connector]
                 connector.accept(ev)
                 return
-        if self._free and not self.private:
+        if self.private:
+            self.absorbed += 1
+            return
+        if self._free:
             connector = next(iter(self._free))
             del self._free[connector]
             connector.accept(ev)
@@ -374,16 +426,13 @@ class Site:
         self._waiting.append((ev, self.env.now + ev.patience_s, station))
 
     def next_waiting(self, connector: Connector) -> EvDemand | None:
-        """The EV that takes a connector that just freed up, if one is still waiting (on a
-        private site, only an EV waiting for that very charger)."""
-        now = self.env.now
-        self.expire_waiting(now, strictly_before=True)
-        for i, (ev, _, station) in enumerate(self._waiting):
-            if not self.private or station is connector.station:
-                del self._waiting[i]
-                self.waited += 1
-                return ev
-        return None
+        """The EV that takes a connector that just freed up, if one is still waiting."""
+        self.expire_waiting(self.env.now, strictly_before=True)
+        if not self._waiting:
+            return None
+        ev, _, _ = self._waiting.popleft()
+        self.waited += 1
+        return ev
 
     def expire_waiting(self, now: float, strictly_before: bool = False) -> None:
         """Turn away the EVs whose patience ran out by `now`."""

@@ -28,8 +28,9 @@ evses = st.one_of(
 )
 limits = st.one_of(
     st.none(),
-    st.builds(ChargingLimit, st.floats(0.0, 400_000.0), st.just("W"),
-              st.sampled_from([None, 1, 3])),
+    st.builds(
+        ChargingLimit, st.floats(0.0, 400_000.0), st.just("W"), st.sampled_from([None, 1, 3])
+    ),
     st.builds(ChargingLimit, st.floats(0.0, 80.0), st.just("A"), st.sampled_from([None, 1, 3])),
 )
 socs = st.floats(0.0, 0.99)
@@ -103,9 +104,11 @@ def test_single_phase_car_on_three_phase_16a_draws_one_phase() -> None:
     tesla = vehicle_by_name("Tesla Model 3")
     # A three-phase car under the same limit uses all three phases, up to its own 11 kW.
     assert charging_curve(tesla, evse, ChargingLimit(16.0, "A")).power_kw(0.2) == pytest.approx(
-        11.0, abs=0.01)
+        11.0, abs=0.01
+    )
     assert charging_curve(tesla, evse, ChargingLimit(8.0, "A")).power_kw(0.2) == pytest.approx(
-        5.52, abs=0.01)
+        5.52, abs=0.01
+    )
 
 
 def test_pilot_below_maximum_moves_the_taper_later() -> None:
@@ -153,7 +156,11 @@ def test_vectorised_piece_soc_matches_the_plan(
         return
     t = plan.duration_s * fraction
     i = max(k for k in range(len(plan.a)) if plan.t_knots[k] <= t)
-    got = piece_soc_array(np.array([plan.a[i]]), np.array([plan.b[i]]),
-                          np.array([plan.capacity_kwh]), np.array([plan.soc_knots[i]]),
-                          np.array([t - plan.t_knots[i]]))
+    got = piece_soc_array(
+        np.array([plan.a[i]]),
+        np.array([plan.b[i]]),
+        np.array([plan.capacity_kwh]),
+        np.array([plan.soc_knots[i]]),
+        np.array([t - plan.t_knots[i]]),
+    )
     assert float(got[0]) == pytest.approx(plan.soc_at(t), abs=1e-9)

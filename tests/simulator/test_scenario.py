@@ -48,14 +48,26 @@ BAD_CASES: list[tuple[str, str, str]] = [
     ("sites:\n  - archetype: home\n    chargers: many\n", "sites[0].chargers", "integer"),
     ("sites:\n  - archetype: home\n    chargers: -4\n", "sites[0].chargers", "greater than"),
     ("sites:\n  - archetype: garage\n", "sites[0].archetype", "unknown archetype 'garage'"),
-    ("sites:\n  - archetype: home\n    charger: {power_kw: 90, kind: ac, phases: 1}\n",
-     "sites[0].charger", "at most 63 A"),
-    ("sites:\n  - archetype: home\n    charger: {power_kw: -3}\n", "sites[0].charger.power_kw",
-     "greater than 0"),
-    ("sites:\n  - archetype: home\n    demand: {sessions_per_charger_day: -1}\n",
-     "sites[0].demand.sessions_per_charger_day", "greater than"),
-    ("sites:\n  - archetype: home\n    demand: {no_such_param: 1}\n",
-     "sites[0].demand.no_such_param", "unknown field"),
+    (
+        "sites:\n  - archetype: home\n    charger: {power_kw: 90, kind: ac, phases: 1}\n",
+        "sites[0].charger",
+        "at most 63 A",
+    ),
+    (
+        "sites:\n  - archetype: home\n    charger: {power_kw: -3}\n",
+        "sites[0].charger.power_kw",
+        "greater than 0",
+    ),
+    (
+        "sites:\n  - archetype: home\n    demand: {sessions_per_charger_day: -1}\n",
+        "sites[0].demand.sessions_per_charger_day",
+        "greater than",
+    ),
+    (
+        "sites:\n  - archetype: home\n    demand: {no_such_param: 1}\n",
+        "sites[0].demand.no_such_param",
+        "unknown field",
+    ),
     ("timezone: Mars/Olympus\nsites: [{archetype: home}]\n", "timezone", "unknown time zone"),
     ("vehicles: {Trabant: 1}\nsites: [{archetype: home}]\n", "vehicles", "unknown vehicle"),
     ("sites: []\n", "sites", "at least 1"),
@@ -101,29 +113,57 @@ def test_rescaling_keeps_proportions_and_the_exact_total() -> None:
 
 
 json_values = st.recursive(
-    st.none() | st.booleans() | st.integers(-10, 10**6) | st.floats(allow_nan=True)
+    st.none()
+    | st.booleans()
+    | st.integers(-10, 10**6)
+    | st.floats(allow_nan=True)
     | st.text(max_size=12),
-    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=10), inner,
-                                                                max_size=4),
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=10), inner, max_size=4)
+    ),
     max_leaves=12,
 )
 site_like = st.fixed_dictionaries(
-    {}, optional={
+    {},
+    optional={
         "archetype": st.sampled_from(["home", "dc_fast", "depot_bus", "nope"]) | json_values,
-        "chargers": json_values, "name": json_values,
+        "chargers": json_values,
+        "name": json_values,
         "charger": st.dictionaries(
             st.sampled_from(["kind", "power_kw", "phases", "connectors", "voltage_v", "x"]),
-            json_values, max_size=3),
+            json_values,
+            max_size=3,
+        ),
         "demand": st.dictionaries(
-            st.sampled_from(["sessions_per_charger_day", "energy_kwh", "weekday_shares",
-                             "connection_mixture", "departure_h", "patience_min", "bogus"]),
-            json_values, max_size=3),
-    })
+            st.sampled_from(
+                [
+                    "sessions_per_charger_day",
+                    "energy_kwh",
+                    "weekday_shares",
+                    "connection_mixture",
+                    "departure_h",
+                    "patience_min",
+                    "bogus",
+                ]
+            ),
+            json_values,
+            max_size=3,
+        ),
+    },
+)
 scenario_like = st.fixed_dictionaries(
-    {}, optional={"sites": st.lists(site_like, max_size=3) | json_values, "seed": json_values,
-                  "start": json_values, "timezone": json_values, "days": json_values,
-                  "vehicles": json_values, "charger_id_pattern": json_values,
-                  "warmup_days": json_values})
+    {},
+    optional={
+        "sites": st.lists(site_like, max_size=3) | json_values,
+        "seed": json_values,
+        "start": json_values,
+        "timezone": json_values,
+        "days": json_values,
+        "vehicles": json_values,
+        "charger_id_pattern": json_values,
+        "warmup_days": json_values,
+    },
+)
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])

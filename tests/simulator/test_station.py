@@ -36,8 +36,9 @@ class Recorder:
         self.events: list[tuple[str, str, float, Any]] = []
 
     def _add(self, kind: str, connector: Connector, t: float, payload: Any = None) -> None:
-        self.events.append((kind, f"{connector.station.charger_id}/{connector.evse_id}", t,
-                            payload))
+        self.events.append(
+            (kind, f"{connector.station.charger_id}/{connector.evse_id}", t, payload)
+        )
 
     def status_changed(self, connector: Connector, status: ConnectorStatus, t: float) -> None:
         self._add("status", connector, t, status)
@@ -45,12 +46,14 @@ class Recorder:
     def transaction_started(self, connector: Connector, tx: Transaction, t: float) -> None:
         self._add("started", connector, t, tx)
 
-    def charge_planned(self, connector: Connector, tx: Transaction, plan: ChargePlan,
-                       t: float) -> None:
+    def charge_planned(
+        self, connector: Connector, tx: Transaction, plan: ChargePlan, t: float
+    ) -> None:
         self._add("plan", connector, t, plan)
 
-    def meter_sampled(self, connector: Connector, tx: Transaction, sample: MeterSample,
-                      t: float) -> None:
+    def meter_sampled(
+        self, connector: Connector, tx: Transaction, sample: MeterSample, t: float
+    ) -> None:
         self._add("meter", connector, t, sample)
 
     def transaction_ended(self, connector: Connector, tx: Transaction, t: float) -> None:
@@ -69,21 +72,40 @@ class Recorder:
         return [e for e in self.events if e[0] == kind]
 
 
-def ev(arrival: float, dwell_h: float = 8.0, energy: float = 20.0, *, patience: float = 0.0,
-       vehicle: str = "Volkswagen ID.3", when_charged: bool = False) -> EvDemand:
+def ev(
+    arrival: float,
+    dwell_h: float = 8.0,
+    energy: float = 20.0,
+    *,
+    patience: float = 0.0,
+    vehicle: str = "Volkswagen ID.3",
+    when_charged: bool = False,
+) -> EvDemand:
     car = vehicle_by_name(vehicle)
     soc_target = 0.9
     return EvDemand(
-        arrival_s=arrival, vehicle=car, vehicle_index=0,
-        soc_arrival=soc_target - energy / car.battery_kwh, soc_target=soc_target,
-        energy_wanted_kwh=energy, dwell_s=dwell_h * 3600, leave_when_charged=when_charged,
-        handling_s=120.0, ac_taper_soc=0.8, patience_s=patience, id_tag="0123456789abcdef",
+        arrival_s=arrival,
+        vehicle=car,
+        vehicle_index=0,
+        soc_arrival=soc_target - energy / car.battery_kwh,
+        soc_target=soc_target,
+        energy_wanted_kwh=energy,
+        dwell_s=dwell_h * 3600,
+        leave_when_charged=when_charged,
+        handling_s=120.0,
+        ac_taper_soc=0.8,
+        patience_s=patience,
+        id_tag="0123456789abcdef",
     )
 
 
-def build(demands: list[list[EvDemand]], connectors: int = 1, rating: EvseRating = AC11,
-          meter_interval_s: float | None = None, private: bool = False,
-          ) -> tuple[simpy.Environment, Site, Recorder]:
+def build(
+    demands: list[list[EvDemand]],
+    connectors: int = 1,
+    rating: EvseRating = AC11,
+    meter_interval_s: float | None = None,
+    private: bool = False,
+) -> tuple[simpy.Environment, Site, Recorder]:
     env = simpy.Environment()
     sink = Recorder()
     site = Site(env, "test", 0, sink, private=private)
@@ -96,17 +118,22 @@ def build(demands: list[list[EvDemand]], connectors: int = 1, rating: EvseRating
 def test_a_full_session_walks_the_ocpp_status_diagram() -> None:
     env, _, sink = build([[ev(3600.0, dwell_h=8, energy=20)]])
     env.run(until=86400)
-    assert sink.statuses("cs0/1") == [S.PREPARING, S.CHARGING, S.SUSPENDED_EV, S.FINISHING,
-                                      S.AVAILABLE]
-    (_, _, t_start, tx), = sink.of("started")
-    (_, _, t_end, tx_end), = sink.of("ended")
+    assert sink.statuses("cs0/1") == [
+        S.PREPARING,
+        S.CHARGING,
+        S.SUSPENDED_EV,
+        S.FINISHING,
+        S.AVAILABLE,
+    ]
+    ((_, _, t_start, tx),) = sink.of("started")
+    ((_, _, t_end, tx_end),) = sink.of("ended")
     assert tx is tx_end and t_start == 3600.0
     assert t_end == pytest.approx(3600.0 + 8 * 3600)
     assert tx.meter_stop_wh - tx.meter_start_wh == pytest.approx(20_000.0, rel=1e-9)
     # Idle time emerges: 14.2 kWh at 11 kW to SoC 0.8 (1.29 h), then the taper to 0.9 with
     # tau = 58 kWh * 0.2 / 11 kW (0.69 tau = 0.73 h): about 2 h of an 8 h stay.
     assert tx.charge_end_s - tx.charge_start_s == pytest.approx(2.02 * 3600, rel=0.01)
-    (_, _, t_left, _), = sink.of("left")
+    ((_, _, t_left, _),) = sink.of("left")
     assert t_left == pytest.approx(t_end + 30.0)
 
 
@@ -114,7 +141,7 @@ def test_a_driver_who_leaves_early_takes_less_energy() -> None:
     env, _, sink = build([[ev(0.0, dwell_h=1, energy=30)]])
     env.run(until=86400)
     assert S.SUSPENDED_EV not in sink.statuses("cs0/1")
-    (_, _, _, tx), = sink.of("ended")
+    ((_, _, _, tx),) = sink.of("ended")
     assert tx.meter_stop_wh - tx.meter_start_wh == pytest.approx(11_000.0, rel=1e-6)
 
 
@@ -132,14 +159,15 @@ def test_a_busy_charger_sends_the_ev_to_a_free_one_then_the_queue_then_away() ->
 
 
 def test_on_a_private_site_an_ev_only_ever_uses_its_own_charger() -> None:
-    own = [ev(0.0, dwell_h=2), ev(60.0, dwell_h=1, patience=3 * 3600)]
+    own = [ev(0.0, dwell_h=2), ev(60.0, dwell_h=1, patience=3 * 3600), ev(9000.0, dwell_h=1)]
     other = [ev(3000.0, dwell_h=1, patience=3 * 3600)]
     env, site, sink = build([own, other, []], private=True)
     env.run(until=86400)
     starts = [(w, t) for _, w, t, _ in sink.of("started")]
-    # The second car of charger 0 ignores the idle chargers 1 and 2 and waits for its own.
-    assert starts == [("cs0/1", 0.0), ("cs1/1", 3000.0), ("cs0/1", pytest.approx(7230.0))]
-    assert site.waited == 1
+    # The arrival at charger 0 while its car is plugged in ignores the idle chargers 1 and 2:
+    # it is that same car, so it is absorbed, not queued and not counted as turned away.
+    assert starts == [("cs0/1", 0.0), ("cs1/1", 3000.0), ("cs0/1", 9000.0)]
+    assert site.absorbed == 1 and site.turned_away == 0 and site.waited == 0
 
 
 def test_a_waiting_ev_takes_the_connector_when_it_frees() -> None:
@@ -169,13 +197,17 @@ def test_a_limit_change_replans_and_power_obeys_it() -> None:
             assert s.power_w == 0.0
         if t > 3600:
             assert s.power_w <= 6.0 * 230 * 3 + 1e-6
-    (_, _, _, tx), = sink.of("ended")
+    ((_, _, _, tx),) = sink.of("ended")
     assert tx.meter_stop_wh - tx.meter_start_wh == pytest.approx(30_000.0, rel=1e-6)
 
 
 @settings(max_examples=25, deadline=None)
-@given(st.floats(1.0, 60.0), st.floats(0.5, 14.0), st.integers(30, 900),
-       st.sampled_from(["Nissan Leaf", "Tesla Model 3", "Renault Zoe", "Volkswagen Golf"]))
+@given(
+    st.floats(1.0, 60.0),
+    st.floats(0.5, 14.0),
+    st.integers(30, 900),
+    st.sampled_from(["Nissan Leaf", "Tesla Model 3", "Renault Zoe", "Volkswagen Golf"]),
+)
 def test_meter_samples_are_physically_coherent(
     energy: float, dwell_h: float, interval: int, vehicle: str
 ) -> None:
@@ -194,10 +226,11 @@ def test_meter_samples_are_physically_coherent(
         assert lo - 1.0 <= de <= max(hi, AC11.max_kw * 1000) + 1.0
         # SoC moves exactly with the energy delivered into the battery.
         assert (b.soc - a.soc) * car.battery_kwh * 1000 == pytest.approx(
-            b.energy_wh - a.energy_wh, abs=1e-6)
+            b.energy_wh - a.energy_wh, abs=1e-6
+        )
         if b.power_w > 0:
             assert b.current_a == pytest.approx(b.power_w / (b.voltage_v * b.phases))
-    (_, _, _, tx), = sink.of("ended")
+    ((_, _, _, tx),) = sink.of("ended")
     assert tx.meter_stop_wh - tx.meter_start_wh <= energy * 1000 + 1e-6
 
 
@@ -234,7 +267,7 @@ def test_leave_when_charged_unplugs_after_handling_time() -> None:
     dc = EvseRating(CurrentType.DC, 150.0)
     env, _, sink = build([[ev(0.0, dwell_h=3, energy=30, when_charged=True)]], rating=dc)
     env.run(until=86400)
-    (_, _, _, tx), = sink.of("ended")
+    ((_, _, _, tx),) = sink.of("ended")
     assert tx.stop_s == pytest.approx(tx.charge_end_s + 120.0)
     assert not math.isnan(tx.charge_start_s)
     assert max(p.power_at(0.0) for _, _, _, p in sink.of("plan")) <= 150.0 + 1e-9

@@ -15,7 +15,7 @@ from models.physics import piece_soc_array
 from simulator.cli import app
 from simulator.records import SimulationResult
 from simulator.scenario import load_scenario
-from simulator.simulate import simulate
+from simulator.offline import simulate
 
 FILES = ("sessions.csv", "load.csv", "summary.json", "load.png")
 
@@ -63,8 +63,20 @@ def test_the_same_seed_gives_the_same_bytes_and_another_seed_does_not(tmp_path: 
     outs = []
     for name, seed in (("a", 5), ("b", 5), ("c", 6)):
         out = tmp_path / name
-        result = runner.invoke(app, ["simulate", "quickstart", "--days", "2", "--seed",
-                                     str(seed), "--out", str(out), "--quiet"])
+        result = runner.invoke(
+            app,
+            [
+                "simulate",
+                "quickstart",
+                "--days",
+                "2",
+                "--seed",
+                str(seed),
+                "--out",
+                str(out),
+                "--quiet",
+            ],
+        )
         assert result.exit_code == 0, result.output
         outs.append({f: (out / f).read_bytes() for f in FILES})
     assert outs[0] == outs[1]
@@ -77,6 +89,7 @@ def test_rescaling_changes_the_fleet_not_the_chargers_that_remain() -> None:
     small = simulate(scenario, days=2, chargers=8)
     assert [s.chargers for s in small.sites] == [4, 2, 1, 1]
     full = simulate(scenario, days=2)
+
     # Charger 0 of the homes site has the same random streams whatever the fleet size, so its
     # sessions are identical (homes have one car per charger: no queueing interaction).
     def first_home_charger(r: SimulationResult) -> np.ndarray:
@@ -89,8 +102,9 @@ def test_rescaling_changes_the_fleet_not_the_chargers_that_remain() -> None:
 
 def test_cli_simulate_writes_every_file_and_prints_a_table(tmp_path: Path) -> None:
     out = tmp_path / "run"
-    result = CliRunner().invoke(app, ["simulate", "quickstart", "--days", "1", "--out", str(out),
-                                      "--resolution", "1h"])
+    result = CliRunner().invoke(
+        app, ["simulate", "quickstart", "--days", "1", "--out", str(out), "--resolution", "1h"]
+    )
     assert result.exit_code == 0, result.output
     assert all((out / f).stat().st_size > 0 for f in FILES)
     summary = json.loads((out / "summary.json").read_text())
@@ -112,8 +126,9 @@ def test_cli_simulate_writes_every_file_and_prints_a_table(tmp_path: Path) -> No
 )
 def test_cli_mistakes_are_one_line_and_exit_2(args: list[str], words: str) -> None:
     # A real process: what a user sees, with no traceback anywhere.
-    proc = subprocess.run([sys.executable, "-m", "simulator.cli", *args], capture_output=True,
-                          text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-m", "simulator.cli", *args], capture_output=True, text=True, timeout=120
+    )
     assert proc.returncode == 2, proc.stderr
     assert words in proc.stderr
     assert "Traceback" not in proc.stderr + proc.stdout

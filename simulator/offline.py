@@ -121,7 +121,11 @@ class SessionRecorder:
         self._peak_kw[connector] = peak
 
     def _add_row(
-        self, connector: Connector, ev: EvDemand, tx: Transaction | None, plug_out: float,
+        self,
+        connector: Connector,
+        ev: EvDemand,
+        tx: Transaction | None,
+        plug_out: float,
         now: float,
     ) -> None:
         """One session row; `plug_out` is NaN for a car still plugged in at `now` (the end)."""
@@ -130,11 +134,28 @@ class SessionRecorder:
         if not 0.0 <= arrival < self.horizon_s:
             return
         station = connector.station
-        head = (station.site.index, station.index, connector.evse_id,
-                self._vehicle_index[ev.vehicle.name], arrival)
+        head = (
+            station.site.index,
+            station.index,
+            connector.evse_id,
+            self._vehicle_index[ev.vehicle.name],
+            arrival,
+        )
         if tx is None:
-            self._rows.append((*head, math.nan, plug_out - shift, math.nan, math.nan,
-                               ev.energy_wanted_kwh, 0.0, 0.0, ev.soc_arrival, ev.soc_arrival))
+            self._rows.append(
+                (
+                    *head,
+                    math.nan,
+                    plug_out - shift,
+                    math.nan,
+                    math.nan,
+                    ev.energy_wanted_kwh,
+                    0.0,
+                    0.0,
+                    ev.soc_arrival,
+                    ev.soc_arrival,
+                )
+            )
             return
         end = now if math.isnan(tx.stop_s) else min(now, tx.stop_s)
         soc_end = tx.soc_at(end)
@@ -142,11 +163,20 @@ class SessionRecorder:
         charge_end = math.nan
         if not math.isnan(charge_start):
             charge_end = (end if math.isnan(tx.charge_end_s) else tx.charge_end_s) - shift
-        self._rows.append((
-            *head, tx.plug_in_s - shift, plug_out - shift, charge_start - shift, charge_end,
-            ev.energy_wanted_kwh, (soc_end - ev.soc_arrival) * ev.vehicle.battery_kwh,
-            self._peak_kw.pop(connector, 0.0), ev.soc_arrival, soc_end,
-        ))
+        self._rows.append(
+            (
+                *head,
+                tx.plug_in_s - shift,
+                plug_out - shift,
+                charge_start - shift,
+                charge_end,
+                ev.energy_wanted_kwh,
+                (soc_end - ev.soc_arrival) * ev.vehicle.battery_kwh,
+                self._peak_kw.pop(connector, 0.0),
+                ev.soc_arrival,
+                soc_end,
+            )
+        )
 
     def finish(self, sites: list[Site], t_end: float) -> None:
         """Close what is still open at the end: plans up to t_end, sessions without plug-out."""
