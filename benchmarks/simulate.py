@@ -12,8 +12,8 @@ import resource
 import sys
 import time
 
-from simulator.scenario import parse_scenario
 from simulator.offline import simulate
+from simulator.scenario import parse_scenario
 
 # A mixed network: shares of chargers per archetype, as a regional operator might run.
 MIX = {"home": 0.40, "workplace": 0.25, "public_ac": 0.25, "dc_fast": 0.05, "depot_van": 0.05}

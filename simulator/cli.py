@@ -84,8 +84,8 @@ def simulate(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress bar or table")] = False,
 ) -> None:
     """Run a scenario offline, faster than real time, and write sessions, load and summary."""
-    from simulator.output import write_all
     from simulator.offline import simulate as run_simulation
+    from simulator.output import write_all
 
     loaded = _load(scenario)
     try:

@@ -62,7 +62,9 @@ def test_monotone_in_z_and_within_bounds(
     dist = QuantileDistribution(points, lower, upper)
     zs = np.sort(np.array(z))
     v = dist.from_z(zs)
-    assert np.all(np.diff(v) >= 0.0)
+    # Monotone up to floating-point rounding: np.interp may land one ulp either side of a knot
+    # for scores a hair apart (hypothesis found z = 0 and z = -5e-292).
+    assert np.all(np.diff(v) >= -1e-12 * v[1:])
     assert np.all(v >= lower)
     assert np.all(v <= upper)
     assert np.all(np.isfinite(v))

@@ -13,9 +13,9 @@ from typer.testing import CliRunner
 
 from models.physics import piece_soc_array
 from simulator.cli import app
+from simulator.offline import simulate
 from simulator.records import SimulationResult
 from simulator.scenario import load_scenario
-from simulator.offline import simulate
 
 FILES = ("sessions.csv", "load.csv", "summary.json", "load.png")
 
