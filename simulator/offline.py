@@ -8,6 +8,7 @@ tables and the load curve. Writing files is the output module's job, not this on
 from __future__ import annotations
 
 import math
+from array import array
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
@@ -45,12 +46,14 @@ class SessionRecorder:
         self.horizon_s = horizon_s
         self.vehicle_names = vehicle_names()
         self._vehicle_index = {name: i for i, name in enumerate(self.vehicle_names)}
-        # One tuple per row in SESSION_COLUMNS order: far cheaper than a list per column.
-        self._rows: list[tuple[float, ...]] = []
+        # Rows and pieces as flat C doubles (SESSION_COLUMNS order; 7 per piece): a year of a
+        # large network keeps millions of values, which as Python objects would cost ~10x the
+        # memory and keep the garbage collector busy; numpy reads these buffers without a copy.
+        self._rows = array("d")
         self._open_plans: dict[Connector, tuple[ChargePlan, float]] = {}
         self._peak_kw: dict[Connector, float] = {}
         self._ended: dict[Connector, Transaction] = {}
-        self._pieces: list[tuple[float, ...]] = []
+        self._pieces = array("d")
         self.turned_away: dict[int, int] = {}
         self.station_events = 0
 
@@ -117,7 +120,7 @@ class SessionRecorder:
             end = min(end, t)
             if end <= start or power_start <= 0.0:
                 continue
-            pieces.append((site, start - shift, end - shift, a, b, cap, plan.soc_knots[i]))
+            pieces.extend((site, start - shift, end - shift, a, b, cap, plan.soc_knots[i]))
         self._peak_kw[connector] = peak
 
     def _add_row(
@@ -142,7 +145,7 @@ class SessionRecorder:
             arrival,
         )
         if tx is None:
-            self._rows.append(
+            self._rows.extend(
                 (
                     *head,
                     math.nan,
@@ -163,7 +166,7 @@ class SessionRecorder:
         charge_end = math.nan
         if not math.isnan(charge_start):
             charge_end = (end if math.isnan(tx.charge_end_s) else tx.charge_end_s) - shift
-        self._rows.append(
+        self._rows.extend(
             (
                 *head,
                 tx.plug_in_s - shift,
@@ -189,7 +192,7 @@ class SessionRecorder:
                     self._add_row(connector, connector.ev, tx, plug_out=math.nan, now=t_end)
 
     def sessions(self, charger_ids: list[list[str]]) -> SessionTable:
-        table = np.asarray(self._rows, dtype=float).reshape(-1, len(SESSION_COLUMNS))
+        table = np.frombuffer(self._rows, dtype=float).reshape(-1, len(SESSION_COLUMNS))
         cols = {
             k: table[:, j].astype(dtype) for j, (k, dtype) in enumerate(SESSION_COLUMNS.items())
         }
@@ -198,7 +201,7 @@ class SessionRecorder:
         return SessionTable(cols, self.vehicle_names, charger_ids)
 
     def pieces(self) -> PieceTable:
-        table = np.asarray(self._pieces, dtype=float).reshape(-1, 7)
+        table = np.frombuffer(self._pieces, dtype=float).reshape(-1, 7)
         p = [np.ascontiguousarray(table[:, j]) for j in range(7)]
         return PieceTable(p[0].astype(np.int32), p[1], p[2], p[3], p[4], p[5], p[6])
 
