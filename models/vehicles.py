@@ -22,7 +22,9 @@ GENERIC_DC_KW_PER_KWH: tuple[tuple[float, float], ...] = (
 )
 
 
-@dataclass(frozen=True, slots=True)
+# eq=False: vehicles are catalogue singletons, compared and hashed by identity. Hashing every
+# field (the DC curve included) on each curve-cache lookup cost more than the lookup saved.
+@dataclass(frozen=True, slots=True, eq=False)
 class Vehicle:
     """One EV model: what the battery holds and how fast it accepts AC and DC power.
 

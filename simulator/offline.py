@@ -103,24 +103,28 @@ class SessionRecorder:
         site = connector.station.site.index
         cap = plan.capacity_kwh
         shift = self.offset_s
-        pieces = self._pieces
+        extend = self._pieces.extend
         peak = self._peak_kw.get(connector, 0.0)
-        for i in range(len(plan.a)):
-            start = t0 + plan.t_knots[i]
+        socs, times = plan.soc_knots, plan.t_knots
+        for a, b, s_lo, s_hi, t_lo, t_hi in zip(
+            plan.a, plan.b, socs, socs[1:], times, times[1:], strict=False
+        ):
+            start = t0 + t_lo
             if start >= t:
                 break
-            a, b = plan.a[i], plan.b[i]
-            power_start = a + b * plan.soc_knots[i]
-            end = t0 + plan.t_knots[i + 1]
+            power_start = a + b * s_lo
+            end = t0 + t_hi
             # Power is linear in SoC on a piece: its maximum is at one end of what was drawn.
+            if power_start > peak:
+                peak = power_start
             if b > 0.0:
-                soc_end = plan.soc_knots[i + 1] if end <= t else plan.soc_at(t - t0)
-                peak = max(peak, a + b * soc_end)
-            peak = max(peak, power_start)
-            end = min(end, t)
-            if end <= start or power_start <= 0.0:
-                continue
-            pieces.extend((site, start - shift, end - shift, a, b, cap, plan.soc_knots[i]))
+                power_end = a + b * (s_hi if end <= t else plan.soc_at(t - t0))
+                if power_end > peak:
+                    peak = power_end
+            if end > t:
+                end = t
+            if end > start and power_start > 0.0:
+                extend((site, start - shift, end - shift, a, b, cap, s_lo))
         self._peak_kw[connector] = peak
 
     def _add_row(
