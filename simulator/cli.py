@@ -152,6 +152,7 @@ def _print_summary(summary: dict[str, object]) -> None:
         "peak kW",
         "coinc.",
         "util.",
+        "waited",
         "away",
     ):
         table.add_column(col, justify="left" if col == "site" else "right", no_wrap=True)
@@ -174,13 +175,14 @@ def _print_summary(summary: dict[str, object]) -> None:
             fmt(s.get("peak_kw"), ".1f"),
             fmt(s.get("coincidence_factor"), ".2f"),
             fmt(s.get("utilisation"), ".0%"),
+            fmt(s.get("waited"), "d"),
             fmt(s.get("turned_away"), "d"),
         )
     console.print(table)
     console.print(
         "idle: share of plugged-in time not charging; coinc.: peak / installed kW; "
-        "util.: share of connector-hours occupied; away: EVs that found no free "
-        "connector",
+        "util.: share of connector-hours occupied; waited: EVs that queued for a connector; "
+        "away: EVs that found none within their patience",
         style="dim",
     )
 

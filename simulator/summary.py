@@ -125,6 +125,9 @@ def _figures(
     wanted_total = float(np.nansum(wanted))
     delivered_total = float(np.nansum(delivered))
     connected_total_s = float(connected_in_horizon_s.sum())
+    # An EV waited when it plugged in later than it arrived: it queued for a free connector.
+    wait_s = cols["plug_in_s"] - cols["arrival_s"]
+    waits = wait_s[wait_s > 0.0]
     return {
         "sessions": n,
         "sessions_per_charger_per_day": _round(_ratio(n, chargers * result.days), RATE_DECIMALS),
@@ -154,6 +157,11 @@ def _figures(
             _ratio(energy_in_horizon_kwh, installed_kw * horizon_h), SHARE_DECIMALS
         ),
         "turned_away": turned_away,
+        "waited": int(waits.size),
+        "wait_h": {
+            "mean": _round(_hours(_stat(waits, np.mean)), HOURS_DECIMALS),
+            "max": _round(_hours(_stat(waits, np.max)), HOURS_DECIMALS),
+        },
         "energy_wanted_kwh": _round(wanted_total, KWH_DECIMALS),
         "energy_served_share": _round(_ratio(delivered_total, wanted_total), SHARE_DECIMALS),
     }

@@ -196,6 +196,8 @@ def test_a_site_without_sessions_has_zeros_for_sums_and_null_for_undefined_stati
         "utilisation": 0.0,
         "capacity_factor": 0.0,
         "turned_away": 0,
+        "waited": 0,
+        "wait_h": {"mean": None, "max": None},
         "energy_wanted_kwh": 0.0,
         "energy_served_share": None,
     }
@@ -282,3 +284,14 @@ def test_sessions_interleaved_across_sites_are_attributed_to_their_site(
     cols = result.sessions.columns
     result.sessions.columns = {k: v[order] for k, v in cols.items()}
     assert summarise(result) == expected
+
+
+def test_evs_that_queued_are_counted_with_their_wait() -> None:
+    # Two sessions at the depot: one plugged in on arrival, one queued for 30 min.
+    on_time = session(0, 1 * H, 3 * H, (1 * H, 2 * H), 10.0, 10.0)
+    queued = session(0, 2.5 * H, 4 * H, (2.5 * H, 3 * H), 5.0, 5.0)
+    on_time["arrival_s"], queued["arrival_s"] = 1 * H, 2 * H
+    depot = summarise(build([on_time, queued], []))["sites"]["Depot"]
+    assert depot["waited"] == 1
+    assert depot["wait_h"] == {"mean": 0.5, "max": 0.5}
+    assert summarise(build([on_time], []))["sites"]["Depot"]["wait_h"]["mean"] is None
