@@ -17,6 +17,7 @@ from rich import box
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
+from typer.exceptions import TyperException
 
 from simulator.loadcurve import parse_resolution
 from simulator.scenario import (
@@ -29,7 +30,8 @@ from simulator.scenario import (
 
 app = typer.Typer(
     name="fleetsim",
-    help="Charger-fleet simulator: calibrated EV demand, offline load curves, OCPP load.",
+    help="Charger-fleet simulator: calibrated stochastic EV demand, simulated offline faster "
+    "than real time into sessions and kW load curves.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -99,6 +101,8 @@ def simulate(
     if chargers is not None and chargers < 1:
         fail(f"--chargers: expected at least 1 (got {chargers})")
     start_at = _parse_start(start)
+    if chargers is not None and sum(site.chargers for site in loaded.sites) == 0:
+        fail(f"--chargers: {scenario} has no chargers to rescale (every site has chargers: 0)")
     out_dir = out or Path("out") / loaded.name
 
     with Progress(
@@ -226,8 +230,20 @@ def list_scenarios(
 
 
 def main() -> None:
-    """Console-script entry point."""
-    app()
+    """Console-script entry point: usage mistakes become one line on stderr and exit code 2."""
+    try:
+        code = app(standalone_mode=False)
+    except TyperException as exc:
+        ctx = getattr(exc, "ctx", None)
+        where = f"{ctx.command_path}: " if ctx is not None else ""
+        message = " ".join(exc.format_message().split())
+        if message:  # empty when the help was shown instead (no command given)
+            errors.print(f"fleetsim: error: {where}{message} (see --help)", markup=False)
+        sys.exit(getattr(exc, "exit_code", EXIT_USAGE))
+    except (typer.Abort, KeyboardInterrupt):
+        errors.print("fleetsim: interrupted", markup=False)
+        sys.exit(130)
+    sys.exit(code if isinstance(code, int) else 0)
 
 
 if __name__ == "__main__":

@@ -122,6 +122,10 @@ def test_cli_simulate_writes_every_file_and_prints_a_table(tmp_path: Path) -> No
         (["simulate", "quickstart", "--start", "yesterday"], "--start"),
         (["simulate", "no-such-scenario"], "no-such-scenario: cannot read"),
         (["validate", "no-such.yaml"], "no-such.yaml: cannot read"),
+        (["simulate", "quickstart", "--days", "abc"], "Invalid value for '--days'"),
+        (["simulate", "quickstart", "--bogus"], "No such option: --bogus"),
+        (["simulate"], "Missing argument"),
+        (["no-such-command"], "No such command"),
     ],
 )
 def test_cli_mistakes_are_one_line_and_exit_2(args: list[str], words: str) -> None:
@@ -143,3 +147,19 @@ def test_cli_validate_and_list(tmp_path: Path) -> None:
     assert listed.exit_code == 0 and "dc-corridor" in listed.output
     schema = runner.invoke(app, ["scenarios", "--schema"])
     assert json.loads(schema.output)["title"] == "Scenario"
+
+
+def test_rescaling_a_network_without_chargers_is_a_clear_error(tmp_path: Path) -> None:
+    path = tmp_path / "empty.yaml"
+    path.write_text("sites:\n  - archetype: home\n    chargers: 0\n")
+    proc = subprocess.run(
+        [sys.executable, "-m", "simulator.cli", "simulate", str(path), "--chargers", "5"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert proc.stderr.strip() == (
+        f"fleetsim: error: --chargers: {path} has no chargers to rescale "
+        "(every site has chargers: 0)"
+    )
