@@ -30,6 +30,8 @@ _EPS = 1e-12
 
 
 class CurrentType(StrEnum):
+    """Whether an EVSE delivers alternating current (via the car's on-board charger) or DC."""
+
     AC = "ac"
     DC = "dc"
 

@@ -214,12 +214,23 @@ def validate(
 @app.command("scenarios")
 def list_scenarios(
     schema: Annotated[
-        bool, typer.Option("--schema", help="print the scenario JSON Schema")
+        bool, typer.Option("--schema", help="print the scenario file's JSON Schema")
+    ] = False,
+    archetypes: Annotated[
+        bool,
+        typer.Option(
+            "--archetypes",
+            help="print every archetype's default charger, sources and demand parameters "
+            "(what a site's `demand:` may override)",
+        ),
     ] = False,
 ) -> None:
-    """List the bundled scenarios with a one-line description (or print the JSON Schema)."""
+    """List the bundled scenarios with a one-line description."""
     if schema:
         sys.stdout.write(json.dumps(Scenario.model_json_schema(), indent=2) + "\n")
+        return
+    if archetypes:
+        _print_archetypes()
         return
     table = Table(show_header=True)
     table.add_column("scenario")
@@ -227,6 +238,25 @@ def list_scenarios(
     for path in bundled_scenarios():
         table.add_row(path.stem, describe(path))
     console.print(table)
+
+
+def _print_archetypes() -> None:
+    import yaml
+
+    from models.archetypes import ARCHETYPES
+
+    for name, archetype in ARCHETYPES.items():
+        c = archetype.default_charger
+        private = "private (one car per charger)" if archetype.private_chargers else "shared"
+        sys.stdout.write(
+            f"# {name}: {archetype.description}\n"
+            f"# charger: {c.kind.upper()} {c.power_kw:g} kW, {c.phases} phases, "
+            f"{c.connectors} connector(s), {private}\n"
+            f"# sources: {archetype.sources}\n"
+        )
+        params = {name: {"demand": archetype.params.model_dump(mode="json")}}
+        sys.stdout.write(yaml.safe_dump(params, sort_keys=False, default_flow_style=None))
+        sys.stdout.write("\n")
 
 
 def main() -> None:

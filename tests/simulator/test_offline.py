@@ -163,3 +163,17 @@ def test_rescaling_a_network_without_chargers_is_a_clear_error(tmp_path: Path) -
         f"fleetsim: error: --chargers: {path} has no chargers to rescale "
         "(every site has chargers: 0)"
     )
+
+
+def test_archetype_listing_is_yaml_a_site_can_paste_as_its_demand() -> None:
+    import yaml
+
+    from models.archetypes import ARCHETYPES, get_archetype, with_overrides
+
+    listed = CliRunner().invoke(app, ["scenarios", "--archetypes"])
+    assert listed.exit_code == 0
+    data = yaml.safe_load(listed.output)
+    assert set(data) == set(ARCHETYPES)
+    for name, entry in data.items():
+        params = get_archetype(name).params
+        assert with_overrides(params, entry["demand"]) == params  # the defaults, exactly
