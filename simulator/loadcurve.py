@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
-from zoneinfo import ZoneInfo
+from datetime import datetime
 
 import numpy as np
 
+from models.calendar import Calendar
 from models.physics import piece_soc_array
 from simulator.records import LoadCurve, PieceTable
 
@@ -29,7 +29,6 @@ FLAT_SLOPE = 1e-12
 SECONDS_PER_DAY = 86400
 # Offsets are looked up once per UTC quarter hour: every UTC offset in use today, and every
 # transition instant, is a whole multiple of 15 minutes.
-_OFFSET_SLOT_S = 900
 
 
 def parse_resolution(text: str) -> int:
@@ -219,40 +218,6 @@ def interval_starts_s(curve: LoadCurve) -> np.ndarray:
     return np.arange(curve.n_intervals, dtype=np.float64) * curve.resolution_s
 
 
-def utc_offsets_s(start: datetime, seconds: np.ndarray, timezone: str) -> np.ndarray:
-    """UTC offset in seconds of `timezone` at each instant `start + seconds`."""
-    zone = ZoneInfo(timezone)
-    epoch = _epoch_s(start)
-    slots = np.floor((epoch + np.asarray(seconds, dtype=np.float64)) / _OFFSET_SLOT_S)
-    unique, inverse = np.unique(slots.astype(np.int64), return_inverse=True)
-    origin = datetime(1970, 1, 1, tzinfo=UTC)
-    offsets = np.array(
-        [
-            _offset_s((origin + timedelta(seconds=int(s) * _OFFSET_SLOT_S)).astimezone(zone))
-            for s in unique.tolist()
-        ],
-        dtype=np.float64,
-    )
-    return offsets[inverse.reshape(-1)] if unique.size else np.zeros(0)
-
-
-def _offset_s(local: datetime) -> float:
-    offset = local.utcoffset()
-    return offset.total_seconds() if offset is not None else 0.0
-
-
-def _epoch_s(moment: datetime) -> float:
-    if moment.tzinfo is None:
-        raise ValueError("the run's start must be a timezone-aware datetime")
-    return moment.timestamp()
-
-
-def local_seconds(start: datetime, seconds: np.ndarray, timezone: str) -> np.ndarray:
-    """Local wall-clock time of each instant, as seconds since 1970-01-01 00:00 local."""
-    seconds = np.asarray(seconds, dtype=np.float64)
-    return _epoch_s(start) + seconds + utc_offsets_s(start, seconds, timezone)
-
-
 @dataclass(frozen=True, slots=True)
 class DailyProfile:
     """Average load of each site by local time of day, weekdays and weekend days apart.
@@ -275,11 +240,12 @@ def daily_profile(curve: LoadCurve, timezone: str, bin_s: int = 900) -> DailyPro
     """
     width = max(bin_s, curve.resolution_s)
     n_bins = math.ceil(SECONDS_PER_DAY / width)
-    local = local_seconds(curve.start, interval_starts_s(curve), timezone)
-    day = np.floor(local / SECONDS_PER_DAY)
-    tod_bin = ((local - day * SECONDS_PER_DAY) // width).astype(np.int64)
-    # 1970-01-01 was a Thursday: weekday 3 with Monday as 0.
-    weekend = ((day.astype(np.int64) + 3) % 7) >= 5
+    calendar = Calendar(curve.start, timezone)
+    starts = interval_starts_s(curve)
+    tod_bin = (calendar.local_hour(starts) * 3600.0 // width).astype(np.int64)
+    days = calendar.days_of(starts)
+    unique, inverse = np.unique(days, return_inverse=True)
+    weekend = np.array([calendar.is_weekend(int(d)) for d in unique], dtype=bool)[inverse]
     n_sites = curve.site_kw.shape[0]
     means = []
     for mask in (~weekend, weekend):
@@ -304,8 +270,8 @@ class DailyStats:
 
 def daily_stats(curve: LoadCurve, timezone: str) -> DailyStats:
     """Per local day: mean and maximum of the total kW over the intervals starting that day."""
-    local = local_seconds(curve.start, interval_starts_s(curve), timezone)
-    day = np.floor(local / SECONDS_PER_DAY).astype(np.int64)
+    calendar = Calendar(curve.start, timezone)
+    day = calendar.days_of(interval_starts_s(curve))
     if day.size == 0:
         empty = np.zeros(0)
         return DailyStats(np.zeros(0, dtype="datetime64[D]"), empty, empty)
@@ -315,4 +281,5 @@ def daily_stats(curve: LoadCurve, timezone: str) -> DailyStats:
     mean = np.bincount(inverse, weights=total) / counts
     peak = np.full(unique.size, -np.inf)
     np.maximum.at(peak, inverse, total)
-    return DailyStats(unique.astype("datetime64[D]"), mean, peak)
+    dates = np.array([calendar.local_date(int(d)) for d in unique], dtype="datetime64[D]")
+    return DailyStats(dates, mean, peak)

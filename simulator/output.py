@@ -119,6 +119,7 @@ def write_all(result: SimulationResult, out_dir: Path, resolution_s: int) -> lis
     out_dir.mkdir(parents=True, exist_ok=True)
     load = result.load
     expected = (len(result.sites), n_intervals(result.horizon_s, resolution_s))
+    summary = result.summary
     if (
         load.resolution_s != resolution_s
         or load.site_kw.shape != expected
@@ -128,10 +129,11 @@ def write_all(result: SimulationResult, out_dir: Path, resolution_s: int) -> lis
             result.pieces, len(result.sites), result.horizon_s, resolution_s, result.start
         )
         result = dataclasses.replace(result, load=load)
+        summary = {}  # peaks depend on the resolution: the stored summary no longer applies
     paths = [out_dir / name for name in ("sessions.csv", "load.csv", "summary.json", "load.png")]
     write_sessions_csv(result, paths[0])
     write_load_csv(result, paths[1])
-    write_summary_json(summarise(result), paths[2])
+    write_summary_json(summary or summarise(result), paths[2])
     plot_load(result, paths[3])
     return paths
 

@@ -17,7 +17,6 @@ from simulator.loadcurve import (
     daily_profile,
     daily_stats,
     parse_resolution,
-    utc_offsets_s,
 )
 from simulator.records import LoadCurve, PieceTable
 
@@ -285,12 +284,6 @@ def test_fine_intervals_add_up_to_the_coarse_ones(
 
 
 # --- local time --------------------------------------------------------------------------------
-
-
-def test_utc_offsets_follow_the_spring_dst_change() -> None:
-    start = datetime(2025, 3, 30, tzinfo=UTC)  # Berlin moves to +2 at 01:00 UTC
-    offsets = utc_offsets_s(start, np.array([0.0, 3599.0, 3600.0, 86400.0]), "Europe/Berlin")
-    np.testing.assert_array_equal(offsets, [3600, 3600, 7200, 7200])
 
 
 def test_daily_profile_uses_local_hours_and_local_weekdays_across_dst() -> None:
