@@ -1,4 +1,4 @@
-"""The `fleetsim` command line: simulate, validate, scenarios.
+"""The `fleetsim` command line: run, csms, simulate, validate, scenarios.
 
 A thin layer over the Python API: it parses options, shows progress and tables, and turns every
 user mistake into one line on stderr with exit code 2. It holds no simulation logic.
@@ -26,12 +26,13 @@ from simulator.scenario import (
     bundled_scenarios,
     describe,
     load_scenario,
+    parse_duration,
 )
 
 app = typer.Typer(
     name="fleetsim",
-    help="Charger-fleet simulator: calibrated stochastic EV demand, simulated offline faster "
-    "than real time into sessions and kW load curves.",
+    help="Charger-fleet simulator and OCPP load generator: calibrated stochastic EV demand, "
+    "run online against a CSMS (OCPP 1.6J / 2.0.1) or offline faster than real time.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -189,6 +190,143 @@ def _print_summary(summary: dict[str, object]) -> None:
         "away: EVs that found none within their patience",
         style="dim",
     )
+
+
+EXIT_SLO_BROKEN = 1
+
+
+@app.command()
+def run(
+    scenario: Annotated[str, typer.Argument(help="scenario file, or the name of a bundled one")],
+    target: Annotated[
+        str | None,
+        typer.Option(
+            help="CSMS websocket URL (ws:// or wss://); chargers connect to TARGET/<charger id>. "
+            "Default: the scenario's target, else an embedded CSMS on loopback"
+        ),
+    ] = None,
+    chargers: Annotated[
+        int | None, typer.Option(help="rescale to N chargers in total, sites kept in proportion")
+    ] = None,
+    speed: Annotated[
+        float | None,
+        typer.Option(help="simulated seconds per wall second (default: the scenario's)"),
+    ] = None,
+    duration: Annotated[
+        str | None,
+        typer.Option(help="wall-clock length of the run: 90s, 10m, 2h (default: the scenario's)"),
+    ] = None,
+    metrics_port: Annotated[
+        int, typer.Option(help="Prometheus exporter port on 127.0.0.1 (0: none)")
+    ] = 9464,
+    report: Annotated[Path | None, typer.Option(help="write the JSON report here")] = None,
+    start: Annotated[
+        str | None, typer.Option(help="simulated start, ISO-8601 (default: now)")
+    ] = None,
+    csms_db: Annotated[
+        Path | None,
+        typer.Option(help="keep the embedded CSMS's SQLite database here (default: discarded)"),
+    ] = None,
+    no_validate: Annotated[
+        bool, typer.Option("--no-validate", help="do not check frames against the OCPP schemas")
+    ] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no live panel")] = False,
+) -> None:
+    """Run the fleet online: every charger holds an OCPP websocket to the CSMS in scaled real
+    time. Exit code 1 when an SLO of the scenario is broken."""
+    from simulator.report import render_summary, write_report
+    from simulator.run import RunError, RunOptions, run_scenario
+
+    loaded = _load(scenario)
+    if chargers is not None and chargers < 1:
+        fail(f"--chargers: expected at least 1 (got {chargers})")
+    if speed is not None and not 0 < speed <= 100_000:
+        fail(f"--speed: expected a number in (0, 100000] (got {speed})")
+    if duration is not None:
+        try:
+            parse_duration(duration)
+        except ValueError as exc:
+            fail(f"--duration: {exc}")
+    if target is not None and not target.startswith(("ws://", "wss://")):
+        fail(f"--target: expected a ws:// or wss:// URL (got {target!r})")
+    if not 0 <= metrics_port <= 65535:
+        fail(f"--metrics-port: expected a port number (got {metrics_port})")
+    options = RunOptions(
+        target=target,
+        chargers=chargers,
+        speed=speed,
+        duration=duration,
+        metrics_port=metrics_port or None,
+        report_path=report,
+        live=not quiet,
+        start=_parse_start(start),
+        csms_db=csms_db,
+        validate=False if no_validate else None,
+    )
+    try:
+        result = run_scenario(loaded, options, errors)
+    except RunError as exc:
+        fail(str(exc))
+    render_summary(result.report, result.checks, console)
+    if report is not None:
+        try:
+            write_report(result.report, report)
+        except OSError as exc:
+            fail(f"--report: cannot write {report}: {exc.strerror or exc}")
+        console.print(f"wrote {report}")
+    if not result.passed:
+        raise typer.Exit(EXIT_SLO_BROKEN)
+
+
+@app.command()
+def csms(
+    host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="port to listen on (0: any free port)")] = 9000,
+    db: Annotated[
+        Path | None, typer.Option(help="SQLite database file (default: in memory)")
+    ] = None,
+    heartbeat: Annotated[
+        int, typer.Option(help="heartbeat interval given to chargers at boot, seconds")
+    ] = 300,
+    id_tags: Annotated[
+        Path | None,
+        typer.Option(help="file of accepted id tags, one per line (default: accept all)"),
+    ] = None,
+    no_validate: Annotated[
+        bool, typer.Option("--no-validate", help="do not check frames against the OCPP schemas")
+    ] = False,
+) -> None:
+    """Run the embedded CSMS: OCPP 1.6J and 2.0.1 on ws://HOST:PORT/<charger id>, recording
+    boots, statuses, transactions and meter values in SQLite. Stop with Ctrl-C."""
+    from simulator.csms import CsmsConfig, run_csms
+
+    if not 0 <= port <= 65535:
+        fail(f"--port: expected a port number (got {port})")
+    if heartbeat <= 0:
+        fail(f"--heartbeat: expected a positive number of seconds (got {heartbeat})")
+    tags: frozenset[str] | None = None
+    if id_tags is not None:
+        try:
+            lines = id_tags.read_text(encoding="utf-8").splitlines()
+        except OSError as exc:
+            fail(f"--id-tags: cannot read {id_tags}: {exc.strerror or exc}")
+        tags = frozenset(line.strip() for line in lines if line.strip())
+    config = CsmsConfig(
+        host=host,
+        port=port,
+        db_path=db,
+        heartbeat_interval_s=heartbeat,
+        id_tags=tags,
+        validate=not no_validate,
+    )
+
+    def ready(bound: int) -> None:
+        errors.print(f"fleetsim csms: listening on ws://{host}:{bound}/<charger id>", markup=False)
+
+    try:
+        run_csms(config, ready)
+    except OSError as exc:
+        fail(f"--port {port}: cannot listen on {host}: {exc.strerror or exc}")
 
 
 @app.command()

@@ -1,12 +1,17 @@
-"""Clocks that drive the SimPy environment: offline, as fast as the CPU allows.
+"""Clocks that drive the SimPy environment: offline as fast as the CPU allows, or online in
+scaled real time on asyncio.
 
-The offline clock runs the environment in slices so a progress bar can follow; the online
-clock (scaled real time on asyncio) joins it here. Stations never see which clock drives them.
+The offline clock runs the environment in slices so a progress bar can follow; the online clock
+steps it from one asyncio task. Stations never see which clock drives them.
 """
 
 from __future__ import annotations
 
+import asyncio
 import gc
+import math
+import time
+from collections import deque
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
@@ -63,3 +68,135 @@ class OfflineClock:
             return int(text[len("count(") : -1])
         except ValueError:
             return 0
+
+
+class OnlineClock:
+    """Steps a SimPy environment from one asyncio task in scaled real time.
+
+    Simulated time = sim0 + speed x (wall - wall0). The task sleeps until the wall time of the
+    next event (or until `call_soon` wakes it with an inbound command), then processes every
+    event that is due. `simpy.rt.RealtimeEnvironment` would block the thread with time.sleep.
+
+    Schedule lag is how late, in wall seconds, the earliest due event was processed: a
+    generator that cannot keep up shows a growing lag instead of silently slowing time down.
+    """
+
+    # Events processed before the task yields to the event loop, so sockets are served even
+    # while a burst of simultaneous events is worked through.
+    BATCH = 2_000
+
+    def __init__(
+        self,
+        env: simpy.Environment,
+        speed: float,
+        on_lag: Callable[[float], None] | None = None,
+    ) -> None:
+        if speed <= 0:
+            raise ValueError("speed must be positive")
+        self.env = env
+        self.speed = speed
+        self.on_lag = on_lag
+        self.sim0 = env.now
+        self.wall0 = 0.0
+        self.max_lag_s = 0.0
+        self._inbox: deque[Callable[[], object]] = deque()
+        self._waiter: asyncio.Future[None] | None = None
+        self._stopping = False
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    # -- time conversions ----------------------------------------------------------------------
+
+    # Wall time is time.monotonic(), not loop.time(): uvloop's loop time is whole milliseconds
+    # cached per loop iteration, too coarse for latency on loopback. Both read CLOCK_MONOTONIC.
+
+    def start(self) -> None:
+        """Pin simulated time sim0 to the wall clock's now (called by `run`, or earlier)."""
+        self._loop = asyncio.get_running_loop()
+        self.wall0 = time.monotonic()
+
+    def sim_now(self) -> float:
+        """The simulated time the wall clock says it is now."""
+        return self.sim0 + (time.monotonic() - self.wall0) * self.speed
+
+    def wall_of(self, t: float) -> float:
+        """The monotonic wall time at which simulated time `t` is (was) due."""
+        return self.wall0 + (t - self.sim0) / self.speed
+
+    # -- control -------------------------------------------------------------------------------
+
+    def call_soon(self, callback: Callable[[], object]) -> None:
+        """Run `callback` inside the simulation at the current simulated time (for example to
+        succeed a SimPy event with a CSMS answer), waking the clock task if it sleeps."""
+        self._inbox.append(callback)
+        self._wake()
+
+    def stop(self) -> None:
+        """Make `run` return after the events now due."""
+        self._stopping = True
+        self._wake()
+
+    def _wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    async def run(self, until: float | None = None) -> None:
+        """Step the environment in real time until `stop()` or simulated time `until`."""
+        if self._loop is None:
+            self.start()
+        loop = self._loop
+        assert loop is not None
+        env = self.env
+        self._stopping = False
+        while not self._stopping:
+            now = self.sim_now()
+            if until is not None and now >= until:
+                now = until
+                self._stopping = True
+            first_due = env.peek()
+            if first_due <= now:
+                lag = (now - first_due) / self.speed
+                if lag > self.max_lag_s:
+                    self.max_lag_s = lag
+                if self.on_lag is not None:
+                    self.on_lag(lag)
+            steps = 0
+            while env.peek() < now and steps < self.BATCH:
+                env.step()
+                steps += 1
+            if steps >= self.BATCH:
+                self._stopping = self._stopping and until is None
+                await asyncio.sleep(0)
+                continue
+            if now > env.now:
+                env.run(until=now)  # nothing is left before `now`: this only moves time on
+            inbox = self._inbox
+            while inbox:
+                inbox.popleft()()
+            while env.peek() <= env.now:
+                env.step()
+            if self._stopping:
+                break
+            await self._sleep(loop, self.wall_of(env.peek()))
+
+    async def _sleep(self, loop: asyncio.AbstractEventLoop, deadline: float) -> None:
+        if self._inbox or self._stopping:
+            return
+        waiter: asyncio.Future[None] = loop.create_future()
+        self._waiter = waiter
+        timer = (
+            None
+            if math.isinf(deadline)
+            else loop.call_later(max(0.0, deadline - time.monotonic()), _release, waiter)
+        )
+        try:
+            await waiter
+        finally:
+            self._waiter = None
+            if timer is not None:
+                timer.cancel()
+
+
+def _release(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)

@@ -93,6 +93,115 @@ class SiteConfig(_Strict):
         return self.name or self.archetype
 
 
+_Millis = Annotated[float, Field(gt=0)]
+# An OCPP action name, or "*" for every action.
+_SloKey = Annotated[str, Field(pattern=r"^([A-Za-z][A-Za-z0-9]*|[*])$")]
+
+
+class TargetConfig(_Strict):
+    """Where an online run connects, and how it authenticates. Secrets never live here: the
+    password comes from an environment variable or a file named here."""
+
+    url: str | None = Field(
+        None,
+        pattern=r"^wss?://[^\s]+$",
+        description="CSMS websocket base URL (ws:// or wss://); a charger connects to "
+        "{url}/{charger_id}. Default: the embedded CSMS",
+    )
+    username: str = Field(
+        "{charger_id}", description="basic-auth user name; {charger_id} is replaced"
+    )
+    password_env: str | None = Field(
+        None, description="environment variable holding the basic-auth password"
+    )
+    password_file: Path | None = Field(None, description="file whose first line is the password")
+    ca_file: Path | None = Field(None, description="CA bundle for wss:// (default: system CAs)")
+
+    @model_validator(mode="after")
+    def _one_password_source(self) -> TargetConfig:
+        if self.password_env and self.password_file:
+            raise ValueError("give either password_env or password_file, not both")
+        return self
+
+
+class OnlineConfig(_Strict):
+    """How `fleetsim run` paces and connects the fleet."""
+
+    speed: float = Field(
+        1.0,
+        gt=0,
+        le=100_000,
+        description="simulated seconds per wall second (60: one hour a minute)",
+    )
+    duration: str = Field("10m", description="wall-clock length of a run: 90s, 10m, 2h")
+    target: TargetConfig = Field(default_factory=TargetConfig)
+    ramp: float = Field(100.0, gt=0, le=1_000_000, description="new connections per second at most")
+    ping_interval_s: float | None = Field(
+        30.0, gt=0, description="websocket ping interval in wall seconds (null: no pings)"
+    )
+    call_timeout_s: float = Field(30.0, gt=0, le=3600, description="wall seconds per CALL")
+    meter_interval_s: float = Field(
+        300.0, gt=0, le=86400, description="MeterValueSampleInterval in simulated seconds"
+    )
+    heartbeat_s: float | None = Field(
+        None, gt=0, description="heartbeat interval before the CSMS sets one (simulated s)"
+    )
+    validate_frames: bool = Field(
+        True, description="check every frame against the ocpp package's JSON schemas"
+    )
+    on_stop: Literal["stop", "leave"] = Field(
+        "stop",
+        description="at the end of a run, stop open transactions (Reason Other / "
+        "2.0.1 StoppedReason Other) or leave them open",
+    )
+
+    @field_validator("duration")
+    @classmethod
+    def _parsable_duration(cls, value: str) -> str:
+        parse_duration(value)
+        return value
+
+
+class SloConfig(_Strict):
+    """Pass/fail thresholds for an online run; a broken one makes `fleetsim run` exit 1."""
+
+    p50_ms: dict[_SloKey, _Millis] = Field(
+        default_factory=dict, description="largest median latency per action (or '*': all)"
+    )
+    p90_ms: dict[_SloKey, _Millis] = Field(default_factory=dict)
+    p99_ms: dict[_SloKey, _Millis] = Field(
+        default_factory=dict, description="largest p99 latency per action, e.g. MeterValues: 500"
+    )
+    p999_ms: dict[_SloKey, _Millis] = Field(default_factory=dict)
+    max_error_rate: Annotated[float, Field(ge=0, le=1)] | None = Field(
+        None, description="largest share of calls answered by CALLERROR or timing out"
+    )
+    max_schedule_lag_ms: _Millis | None = Field(
+        None, description="largest p99 schedule lag (a saturated generator fails)"
+    )
+    min_connected_ratio: Annotated[float, Field(ge=0, le=1)] | None = Field(
+        None, description="smallest share of chargers connected at the end of the run"
+    )
+    max_invalid_frames: Annotated[int, Field(ge=0)] | None = Field(
+        None, description="most frames failing schema validation"
+    )
+
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
+_DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
+
+
+def parse_duration(text: str) -> float:
+    """Seconds in a duration such as `90s`, `10m`, `2h`, `1.5d` or `45` (seconds)."""
+    match = _DURATION.match(str(text))
+    if match is None:
+        raise ValueError(f"cannot read duration {text!r} (expected e.g. 90s, 10m, 2h)")
+    seconds = float(match.group(1)) * _DURATION_UNITS[match.group(2)]
+    if seconds <= 0:
+        raise ValueError(f"duration {text!r} must be positive")
+    return seconds
+
+
 class Scenario(_Strict):
     """A whole simulated network: seed, calendar, EV mix and sites."""
 
@@ -120,6 +229,10 @@ class Scenario(_Strict):
         None, description="EV mix as weights by model name (default: 2023 Dutch registrations)"
     )
     sites: list[SiteConfig] = Field(min_length=1)
+    online: OnlineConfig = Field(
+        default_factory=OnlineConfig, description="pacing and connection of `fleetsim run`"
+    )
+    slo: SloConfig = Field(default_factory=SloConfig, description="pass/fail thresholds of a run")
 
     @field_validator("timezone")
     @classmethod

@@ -148,6 +148,7 @@ class Connector:
         "register_wh",
         "station",
         "status",
+        "stop_requested",
         "tx",
     )
 
@@ -162,6 +163,7 @@ class Connector:
         self.ev: EvDemand | None = None
         self.tx: Transaction | None = None
         self.free = False
+        self.stop_requested: StopReason | None = None
         self._wake: simpy.Event | None = None
         self._interruptible = False
         self.process = station.env.process(self._serve())
@@ -183,6 +185,17 @@ class Connector:
         self.limit = limit
         if self._interruptible:
             self.process.interrupt("limit")
+
+    def end_transaction(self, reason: StopReason) -> bool:
+        """Stop the running transaction now (remote stop, end of a run); the EV stays plugged
+        in until its driver comes back. False if there is no transaction to stop."""
+        tx = self.tx
+        if tx is None or not tx.open or self.stop_requested is not None:
+            return False
+        self.stop_requested = reason
+        if self._interruptible:
+            self.process.interrupt("stop")
+        return True
 
     def sample(self, t: float) -> MeterSample:
         """A coherent meter reading at time t (register, power, current, voltage, SoC)."""
@@ -254,14 +267,16 @@ class Connector:
         departure = plug_in + ev.dwell_s
         soc = ev.soc_arrival
         while (yield from self._charge_until(tx, soc, departure)):
+            if self.stop_requested is not None:
+                break
             soc = tx.soc_at(env.now)
         now = tx.charge_end_s = env.now
         if ev.leave_when_charged:
             departure = min(departure, now + ev.handling_s)
-        if now < departure:
+        if now < departure and self.stop_requested is None:
             self._set_status(ConnectorStatus.SUSPENDED_EV)
             # Full: idle until the driver comes back; limit changes now change nothing.
-            while env.now < departure:
+            while env.now < departure and self.stop_requested is None:
                 self._interruptible = True
                 try:
                     yield env.timeout(departure - env.now)
@@ -271,13 +286,17 @@ class Connector:
                     self._interruptible = False
 
         now = tx.stop_s = env.now
-        tx.stop_reason = StopReason.LOCAL
+        tx.stop_reason = self.stop_requested or StopReason.LOCAL
         tx.meter_stop_wh = self.register_wh = tx.energy_wh_at(now)
         tx.open = False
         self._set_status(ConnectorStatus.FINISHING)
         sink.transaction_ended(self, tx, now)
         self.tx = None
-
+        if self.stop_requested is not None:
+            self.stop_requested = None
+            # Stopped from outside: the car stays until its driver returns.
+            if departure > now:
+                yield env.timeout(departure - now)
         yield env.timeout(station.spec.unplug_delay_s)
         self._set_status(ConnectorStatus.AVAILABLE)
         self.ev = None

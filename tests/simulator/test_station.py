@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from models.demand import EvDemand
 from models.physics import ChargePlan, ChargingLimit, CurrentType, EvseRating
 from models.vehicles import vehicle_by_name
-from simulator.events import AcceptAll, MeterSample
+from simulator.events import AcceptAll, MeterSample, StopReason
 from simulator.station import (
     Connector,
     ConnectorStatus,
@@ -271,3 +271,33 @@ def test_leave_when_charged_unplugs_after_handling_time() -> None:
     assert tx.stop_s == pytest.approx(tx.charge_end_s + 120.0)
     assert not math.isnan(tx.charge_start_s)
     assert max(p.power_at(0.0) for _, _, _, p in sink.of("plan")) <= 150.0 + 1e-9
+
+
+@pytest.mark.parametrize("stop_at_h", [0.5, 4.0])  # while charging, and while full and idle
+def test_a_stopped_transaction_ends_at_once_and_the_car_stays_until_departure(
+    stop_at_h: float,
+) -> None:
+    env, site, sink = build([[ev(0.0, dwell_h=8, energy=20)]])
+    connector = site.stations[0].connectors[0]
+    env.run(until=stop_at_h * 3600)
+    assert connector.end_transaction(StopReason.REMOTE)
+    assert not connector.end_transaction(StopReason.REMOTE)  # already stopping
+    env.run(until=86400)
+    ((_, _, t_end, tx),) = sink.of("ended")
+    assert t_end == stop_at_h * 3600
+    assert tx.stop_reason is StopReason.REMOTE
+    delivered = tx.meter_stop_wh - tx.meter_start_wh
+    if stop_at_h < 1.0:
+        assert delivered == pytest.approx(11_000.0 * stop_at_h, rel=1e-6)
+    else:
+        assert delivered == pytest.approx(20_000.0, rel=1e-6)
+    assert sink.statuses("cs0/1")[-2:] == [S.FINISHING, S.AVAILABLE]
+    ((_, _, t_left, _),) = sink.of("left")
+    assert t_left == pytest.approx(8 * 3600 + 30.0)
+    assert connector.register_wh == tx.meter_stop_wh
+    assert not connector.end_transaction(StopReason.REMOTE)  # nothing to stop
+
+
+def test_end_transaction_without_a_transaction_is_refused() -> None:
+    _, site, _ = build([[]])
+    assert not site.stations[0].connectors[0].end_transaction(StopReason.OTHER)

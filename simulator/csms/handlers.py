@@ -1,0 +1,461 @@
+"""The CSMS's answers to charger-initiated OCPP 1.6J and 2.0.1 calls, one session per connection.
+
+Handlers build camelCase payload dicts directly and record what they hear in the `CsmsStore`
+(memory only: no SQL, no I/O, no awaits). Framing and schema validation belong to the rpc layer.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+from ocpp.v16.enums import Action as Action16
+from ocpp.v16.enums import AuthorizationStatus, DataTransferStatus, RegistrationStatus
+from ocpp.v201.enums import Action as Action201
+from ocpp.v201.enums import (
+    AuthorizationStatusEnumType,
+    DataTransferStatusEnumType,
+    ReadingContextEnumType,
+    RegistrationStatusEnumType,
+    TransactionEventEnumType,
+)
+
+from simulator.csms.store import CsmsStore, MeterRow
+from simulator.rpc import Handler, OcppError
+
+_ENERGY = "Energy.Active.Import.Register"  # the default measurand in both versions
+_PERIODIC = "Sample.Periodic"  # the default context in both versions
+_BEGIN = ReadingContextEnumType.transaction_begin.value
+_END = ReadingContextEnumType.transaction_end.value
+_STARTED = TransactionEventEnumType.started.value
+_ENDED = TransactionEventEnumType.ended.value
+_ACCEPTED = AuthorizationStatus.accepted.value
+_INVALID = AuthorizationStatus.invalid.value
+_INVALID_201 = AuthorizationStatusEnumType.invalid
+# 2.0.1 tokens that identify nobody (free vend): nothing to look up, always accepted.
+_NO_AUTH_TYPES = frozenset({"NoAuthorization"})
+
+
+def utc_now_iso() -> str:
+    """Now, as an OCPP timestamp (UTC, milliseconds, "Z")."""
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+@dataclass(frozen=True, slots=True)
+class Policy:
+    """What the CSMS decides: the heartbeat interval it hands out and which tags it accepts."""
+
+    heartbeat_interval_s: int = 300
+    id_tags: frozenset[str] | None = None  # None: accept every tag
+
+    def accepts(self, tag: str) -> bool:
+        return self.id_tags is None or tag in self.id_tags
+
+
+@dataclass(slots=True)
+class CsmsCounters:
+    """Server-wide counters (plain ints and a Counter: one increment per message)."""
+
+    connects_total: int = 0
+    replaced: int = 0
+    invalid_frames: int = 0
+    unknown_charger_messages: int = 0
+    messages: Counter[str] = field(default_factory=Counter)
+    errors: Counter[str] = field(default_factory=Counter)
+
+
+def _float(value: Any) -> float | None:
+    """A sampled value as a number; None for what is not one (1.6 SignedData, garbage)."""
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _lenient(handler: Callable[[dict[str, Any]], dict[str, Any]], code: str) -> Handler:
+    """Without schema validation a malformed payload reaches the handler: answer it with a
+    format CALLERROR instead of an InternalError with a stack trace in the log."""
+
+    def guarded(payload: dict[str, Any]) -> dict[str, Any]:
+        try:
+            return handler(payload)
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise OcppError(code, f"malformed payload: {exc!r}") from None
+
+    return guarded
+
+
+class Session:
+    """One charger's connection as the CSMS sees it; also the rpc observer of that connection,
+    which is where messages are counted and `last_seen` is refreshed.
+
+    Lenient by design: a charger that has not booted is answered normally, only counted.
+    """
+
+    __slots__ = ("charger_id", "counters", "known", "policy", "store", "validated")
+
+    version = ""
+    format_violation = ""
+
+    def __init__(
+        self,
+        charger_id: str,
+        store: CsmsStore,
+        policy: Policy,
+        counters: CsmsCounters,
+        validated: bool = True,
+    ) -> None:
+        self.charger_id = charger_id
+        self.store = store
+        self.policy = policy
+        self.counters = counters
+        self.validated = validated
+        self.known = store.is_booted(charger_id)
+
+    def _table(self) -> Mapping[str, Callable[[dict[str, Any]], dict[str, Any]]]:
+        raise NotImplementedError
+
+    def handlers(self) -> dict[str, Handler]:
+        """The handler table to give RpcConnection (built once per connection)."""
+        table = self._table()
+        if self.validated:
+            return dict(table)
+        return {action: _lenient(fn, self.format_violation) for action, fn in table.items()}
+
+    # -- RpcObserver ---------------------------------------------------------------------------
+
+    def call_handled(self, version: str, action: str, outcome: str) -> None:
+        counters = self.counters
+        counters.messages[action] += 1
+        if outcome != "handled":
+            counters.errors[action] += 1
+        if not self.known:
+            counters.unknown_charger_messages += 1
+        self.store.seen(self.charger_id, time.time())
+
+    def call_done(
+        self, version: str, action: str, outcome: str, latency_s: float, rtt_s: float
+    ) -> None:
+        pass
+
+    def invalid_frame(self, version: str, direction: str, action: str | None, reason: str) -> None:
+        self.counters.invalid_frames += 1
+
+    # -- shared helpers ------------------------------------------------------------------------
+
+    def _note(self, action: str, payload: dict[str, Any]) -> dict[str, Any]:
+        self.store.notification(self.charger_id, action, orjson.dumps(payload).decode())
+        return {}
+
+
+class V16Session(Session):
+    """OCPP 1.6J: the CSMS side of every charger-initiated action."""
+
+    __slots__ = ()
+
+    version = "1.6"
+    format_violation = "FormationViolation"
+
+    def _table(self) -> Mapping[str, Callable[[dict[str, Any]], dict[str, Any]]]:
+        A = Action16
+        return {
+            A.boot_notification.value: self.boot_notification,
+            A.heartbeat.value: self.heartbeat,
+            A.status_notification.value: self.status_notification,
+            A.authorize.value: self.authorize,
+            A.start_transaction.value: self.start_transaction,
+            A.stop_transaction.value: self.stop_transaction,
+            A.meter_values.value: self.meter_values,
+            A.data_transfer.value: self.data_transfer,
+            A.firmware_status_notification.value: self.firmware_status_notification,
+            A.diagnostics_status_notification.value: self.diagnostics_status_notification,
+        }
+
+    def _tag_info(self, tag: str) -> dict[str, Any]:
+        return {"status": _ACCEPTED if self.policy.accepts(tag) else _INVALID}
+
+    def boot_notification(self, p: dict[str, Any]) -> dict[str, Any]:
+        self.store.booted(
+            self.charger_id,
+            self.version,
+            p["chargePointVendor"],
+            p["chargePointModel"],
+            p.get("chargePointSerialNumber"),
+            p.get("firmwareVersion"),
+        )
+        self.known = True
+        return {
+            "status": RegistrationStatus.accepted.value,
+            "currentTime": utc_now_iso(),
+            "interval": self.policy.heartbeat_interval_s,
+        }
+
+    def heartbeat(self, p: dict[str, Any]) -> dict[str, Any]:
+        return {"currentTime": utc_now_iso()}
+
+    def status_notification(self, p: dict[str, Any]) -> dict[str, Any]:
+        connector = int(p["connectorId"])
+        self.store.status(
+            self.charger_id, connector, connector, p["status"], p["errorCode"], p.get("timestamp")
+        )
+        return {}
+
+    def authorize(self, p: dict[str, Any]) -> dict[str, Any]:
+        return {"idTagInfo": self._tag_info(p["idTag"])}
+
+    def start_transaction(self, p: dict[str, Any]) -> dict[str, Any]:
+        store = self.store
+        tx = store.new_transaction(self.charger_id, self.version)
+        tx.evse_id = tx.connector_id = int(p["connectorId"])
+        tx.id_tag = p["idTag"]
+        tx.meter_start_wh = float(p["meterStart"])
+        tx.started_at = p["timestamp"]
+        return {"transactionId": tx.id, "idTagInfo": self._tag_info(p["idTag"])}
+
+    def stop_transaction(self, p: dict[str, Any]) -> dict[str, Any]:
+        store = self.store
+        transaction_id = str(p["transactionId"])
+        data = p.get("transactionData")
+        if data:
+            store.meter_rows(_rows16(self.charger_id, transaction_id, data))
+        tx = store.find_transaction(self.charger_id, transaction_id)
+        if tx is None:
+            # The charger stops something we never started (or a replay from another db):
+            # OCPP still wants an answer, or the charger would retry it forever.
+            store.anomaly("unknown_transaction_stop")
+            return {}
+        if tx.stopped_at is not None:
+            store.anomaly("transaction_stopped_twice")
+        tx.meter_stop_wh = float(p["meterStop"])
+        tx.stopped_at = p["timestamp"]
+        tx.stop_reason = p.get("reason", "Local")  # 1.6: absent reason means Local
+        store.end_transaction(tx)
+        tag = p.get("idTag")
+        return {} if tag is None else {"idTagInfo": self._tag_info(tag)}
+
+    def meter_values(self, p: dict[str, Any]) -> dict[str, Any]:
+        tx_id = p.get("transactionId")
+        self.store.meter_rows(
+            _rows16(self.charger_id, None if tx_id is None else str(tx_id), p["meterValue"])
+        )
+        return {}
+
+    def data_transfer(self, p: dict[str, Any]) -> dict[str, Any]:
+        self._note(Action16.data_transfer.value, p)
+        return {"status": DataTransferStatus.unknown_vendor_id.value}
+
+    def firmware_status_notification(self, p: dict[str, Any]) -> dict[str, Any]:
+        return self._note(Action16.firmware_status_notification.value, p)
+
+    def diagnostics_status_notification(self, p: dict[str, Any]) -> dict[str, Any]:
+        return self._note(Action16.diagnostics_status_notification.value, p)
+
+
+def _rows16(charger_id: str, tx_id: str | None, meter_values: list[Any]) -> list[MeterRow]:
+    rows: list[MeterRow] = []
+    for mv in meter_values:
+        stamp = mv.get("timestamp")
+        for sv in mv["sampledValue"]:
+            get = sv.get
+            rows.append(
+                (
+                    charger_id,
+                    tx_id,
+                    stamp,
+                    get("measurand", _ENERGY),
+                    get("phase"),
+                    _float(sv["value"]),
+                    get("unit", "Wh"),
+                    get("context", _PERIODIC),
+                )
+            )
+    return rows
+
+
+class _Registers:
+    """Energy register readings found in one 2.0.1 message, in Wh."""
+
+    __slots__ = ("begin", "end", "first", "last")
+
+    def __init__(self) -> None:
+        self.begin: float | None = None
+        self.end: float | None = None
+        self.first: float | None = None
+        self.last: float | None = None
+
+
+def _rows201(
+    charger_id: str, tx_id: str | None, meter_values: list[Any], registers: _Registers | None
+) -> list[MeterRow]:
+    """meter_values rows (value scaled by the unit's multiplier) and, when asked, the energy
+    register readings converted to Wh."""
+    rows: list[MeterRow] = []
+    for mv in meter_values:
+        stamp = mv.get("timestamp")
+        for sv in mv["sampledValue"]:
+            get = sv.get
+            unit_of_measure = get("unitOfMeasure")
+            if unit_of_measure is None:
+                unit = "Wh"
+                value = _float(sv["value"])
+            else:
+                unit = unit_of_measure.get("unit", "Wh")
+                value = _float(sv["value"])
+                multiplier = unit_of_measure.get("multiplier", 0)
+                if multiplier and value is not None:
+                    value *= 10.0**multiplier
+            measurand = get("measurand", _ENERGY)
+            context = get("context", _PERIODIC)
+            rows.append((charger_id, tx_id, stamp, measurand, get("phase"), value, unit, context))
+            if registers is not None and measurand == _ENERGY and value is not None:
+                wh = value * 1000.0 if unit == "kWh" else value
+                if context == _BEGIN:
+                    registers.begin = wh
+                elif context == _END:
+                    registers.end = wh
+                if registers.first is None:
+                    registers.first = wh
+                registers.last = wh
+    return rows
+
+
+class V201Session(Session):
+    """OCPP 2.0.1: the CSMS side of every charger-initiated action."""
+
+    __slots__ = ()
+
+    version = "2.0.1"
+    format_violation = "FormatViolation"
+
+    def _table(self) -> Mapping[str, Callable[[dict[str, Any]], dict[str, Any]]]:
+        A = Action201
+        table: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
+            A.boot_notification.value: self.boot_notification,
+            A.heartbeat.value: self.heartbeat,
+            A.status_notification.value: self.status_notification,
+            A.authorize.value: self.authorize,
+            A.transaction_event.value: self.transaction_event,
+            A.meter_values.value: self.meter_values,
+            A.data_transfer.value: self.data_transfer,
+        }
+        # Actions whose only effect is to be recorded, answered with an empty object.
+        for action in (
+            A.notify_report,
+            A.notify_event,
+            A.firmware_status_notification,
+            A.log_status_notification,
+            A.security_event_notification,
+        ):
+            table[action.value] = self._recorder(action.value)
+        return table
+
+    def _recorder(self, action: str) -> Callable[[dict[str, Any]], dict[str, Any]]:
+        def record(p: dict[str, Any]) -> dict[str, Any]:
+            return self._note(action, p)
+
+        return record
+
+    def _token_info(self, token: dict[str, Any]) -> dict[str, Any]:
+        accepted = token.get("type") in _NO_AUTH_TYPES or self.policy.accepts(token["idToken"])
+        status = AuthorizationStatusEnumType.accepted if accepted else _INVALID_201
+        return {"status": status.value}
+
+    def boot_notification(self, p: dict[str, Any]) -> dict[str, Any]:
+        station = p["chargingStation"]
+        self.store.booted(
+            self.charger_id,
+            self.version,
+            station["vendorName"],
+            station["model"],
+            station.get("serialNumber"),
+            station.get("firmwareVersion"),
+        )
+        self.known = True
+        return {
+            "status": RegistrationStatusEnumType.accepted.value,
+            "currentTime": utc_now_iso(),
+            "interval": self.policy.heartbeat_interval_s,
+        }
+
+    def heartbeat(self, p: dict[str, Any]) -> dict[str, Any]:
+        return {"currentTime": utc_now_iso()}
+
+    def status_notification(self, p: dict[str, Any]) -> dict[str, Any]:
+        self.store.status(
+            self.charger_id,
+            int(p["evseId"]),
+            int(p["connectorId"]),
+            p["connectorStatus"],
+            None,
+            p["timestamp"],
+        )
+        return {}
+
+    def authorize(self, p: dict[str, Any]) -> dict[str, Any]:
+        return {"idTokenInfo": self._token_info(p["idToken"])}
+
+    def transaction_event(self, p: dict[str, Any]) -> dict[str, Any]:
+        store = self.store
+        info = p["transactionInfo"]
+        transaction_id: str = info["transactionId"]
+        event = p["eventType"]
+        registers = _Registers()
+        meter = p.get("meterValue")
+        if meter:
+            store.meter_rows(_rows201(self.charger_id, transaction_id, meter, registers))
+        tx = store.find_transaction(self.charger_id, transaction_id)
+        if tx is None:
+            tx = store.new_transaction(self.charger_id, self.version, transaction_id)
+            tx.started_at = p["timestamp"]
+            if event != _STARTED:
+                # We missed its Started (lost, or sent to another CSMS): track it from here.
+                store.anomaly("transaction_event_unknown_transaction")
+        elif event == _STARTED:
+            store.anomaly("transaction_started_twice")
+        seq_no = int(p["seqNo"])
+        if tx.seq_no_last is not None and seq_no != tx.seq_no_last + 1:
+            store.anomaly("transaction_seq_no_gap")
+        tx.seq_no_last = seq_no
+        evse = p.get("evse")
+        if evse is not None:
+            tx.evse_id = evse["id"]
+            tx.connector_id = evse.get("connectorId", tx.connector_id)
+        token = p.get("idToken")
+        if token is not None:
+            tx.id_tag = token["idToken"]
+        # The start register is the Transaction.Begin reading; lacking one, the first energy
+        # register the CSMS heard of. Likewise the stop register: Transaction.End, else the last.
+        if tx.meter_start_wh is None:
+            tx.meter_start_wh = registers.begin if registers.begin is not None else registers.first
+        if event == _ENDED:
+            stop = registers.end if registers.end is not None else registers.last
+            if stop is None:
+                stop = tx.meter_last_wh
+            if stop is not None:
+                tx.meter_stop_wh = stop
+            if tx.stopped_at is not None:
+                store.anomaly("transaction_stopped_twice")
+            tx.stopped_at = p["timestamp"]
+            tx.stop_reason = info.get("stoppedReason", "Local")  # 2.0.1: absent means Local
+            store.end_transaction(tx)
+        else:
+            if registers.last is not None:
+                # Kept so that an Ended without registers still has an energy.
+                tx.meter_last_wh = registers.last
+            store.touch(tx)
+        if token is not None:
+            return {"idTokenInfo": self._token_info(token)}
+        return {}
+
+    def meter_values(self, p: dict[str, Any]) -> dict[str, Any]:
+        self.store.meter_rows(_rows201(self.charger_id, None, p["meterValue"], None))
+        return {}
+
+    def data_transfer(self, p: dict[str, Any]) -> dict[str, Any]:
+        self._note(Action201.data_transfer.value, p)
+        return {"status": DataTransferStatusEnumType.unknown_vendor_id.value}

@@ -1,0 +1,425 @@
+"""One virtual charger on the network: connect, boot, heartbeat, and send its messages in order.
+
+A link takes the OCPP messages its protocol adapter made from station events, queues them, and
+delivers them one CALL at a time over its connection, reconnecting when the connection drops.
+Transactional messages survive a disconnect and are replayed in order; the rest are dropped,
+because the statuses sent after the next boot supersede them. No station logic lives here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+from collections import deque
+from dataclasses import dataclass, field
+from enum import IntEnum
+from functools import partial
+from typing import TYPE_CHECKING, Protocol
+
+import simpy
+
+from simulator.clock import OnlineClock
+from simulator.protocol.base import Outbound, ProtocolAdapter
+from simulator.rpc import (
+    CallError,
+    CallOutcome,
+    CallResult,
+    CallTimeout,
+    ConnectionLost,
+    RpcConnection,
+    RpcObserver,
+)
+from simulator.schemas import FrameValidator
+from simulator.transport import Backoff, ConnectionRamp, ConnectSettings, TransportError
+from simulator.transport import open_connection as _open_connection
+
+if TYPE_CHECKING:
+    from simulator.station import Connector, Station
+
+log = logging.getLogger(__name__)
+
+
+class LinkObserver(RpcObserver, Protocol):
+    """What a link reports about its connection (the run's metrics implement it)."""
+
+    def connect_attempt(self) -> None: ...
+
+    def connected(self, duration_s: float, reconnect: bool) -> None: ...
+
+    def connect_failed(self, reason: str) -> None: ...
+
+    def disconnected(self) -> None: ...
+
+
+# Charger-initiated actions of both versions: their schemas are compiled before the first
+# connection, so compiling does not show as a latency spike on a first call.
+CHARGER_ACTIONS = (
+    "BootNotification",
+    "Heartbeat",
+    "StatusNotification",
+    "Authorize",
+    "StartTransaction",
+    "StopTransaction",
+    "MeterValues",
+    "TransactionEvent",
+)
+
+
+class LinkState(IntEnum):
+    """Where a link is in its connection's life."""
+
+    OFFLINE = 0  # no connection (not yet, or between attempts)
+    BOOTING = 1  # connected, BootNotification not yet accepted
+    READY = 2  # booted: every message may be sent
+    CLOSED = 3  # the run is over
+
+
+@dataclass
+class LinkContext:
+    """What every link of a run shares: clock, connection settings, policies, observer."""
+
+    clock: OnlineClock
+    settings: ConnectSettings
+    ramp: ConnectionRamp
+    observer: LinkObserver
+    validate: bool = True
+    call_timeout_s: float = 30.0
+    heartbeat_s: float = 300.0  # simulated seconds, until the CSMS says otherwise
+    boot_retry_s: float = 60.0  # simulated seconds, when a boot answer gives no interval
+    backoff: Backoff = field(default_factory=Backoff)
+    # 1.6 TransactionMessageAttempts / TransactionMessageRetryInterval (simulated seconds).
+    message_attempts: int = 3
+    message_retry_s: float = 60.0
+    queue_limit: int = 10_000
+    rng: random.Random = field(default_factory=lambda: random.Random(0))
+    closing: bool = False
+    draining: bool = False  # the run is ending: deliver what is queued, add no heartbeats
+    dropped: int = 0  # transactional messages given up on (attempts exhausted or queue full)
+    connect_errors: dict[str, int] = field(default_factory=dict)
+    _validators: dict[str, FrameValidator] = field(default_factory=dict)
+
+    def validator(self, version: str) -> FrameValidator | None:
+        if not self.validate:
+            return None
+        found = self._validators.get(version)
+        if found is None:
+            found = self._validators[version] = FrameValidator(version)
+            found.warm(CHARGER_ACTIONS)
+        return found
+
+    def wall_delay(self, sim_seconds: float) -> float:
+        """Wall seconds of a protocol interval given in simulated seconds."""
+        return sim_seconds / self.clock.speed
+
+
+class ChargerLink:
+    """One charger's connection and outbound queue.
+
+    The queue holds at most `LinkContext.queue_limit` messages (about 1 KB each with their
+    payloads): when full, the oldest transactional message is dropped and counted, so memory
+    stays bounded through a long outage and the report says exactly what was lost.
+    """
+
+    __slots__ = (
+        "_kick",
+        "_timer",
+        "adapter",
+        "attempts",
+        "ctx",
+        "heartbeat_s",
+        "queue",
+        "rpc",
+        "state",
+        "station",
+        "task",
+    )
+
+    def __init__(self, station: Station, adapter: ProtocolAdapter, ctx: LinkContext) -> None:
+        self.station = station
+        self.adapter = adapter
+        self.ctx = ctx
+        self.state = LinkState.OFFLINE
+        self.queue: deque[Outbound] = deque()
+        self.rpc: RpcConnection | None = None
+        self.task: asyncio.Task[None] | None = None
+        self.heartbeat_s = ctx.heartbeat_s
+        self.attempts = 0
+        self._kick: asyncio.Future[None] | None = None
+        self._timer: asyncio.TimerHandle | None = None
+
+    def __repr__(self) -> str:
+        return f"<ChargerLink {self.station.charger_id} {self.state.name}>"
+
+    @property
+    def charger_id(self) -> str:
+        return self.station.charger_id
+
+    # -- called from inside the simulation (synchronous) ---------------------------------------
+
+    def send(self, messages: list[Outbound]) -> None:
+        """Queue messages for delivery in order. While not booted, only transactional ones are
+        kept: the statuses sent after the boot describe the station as it is then."""
+        if not messages:
+            return
+        ready = self.state is LinkState.READY
+        queue = self.queue
+        for message in messages:
+            if not ready and not message.transactional:
+                continue
+            if len(queue) >= self.ctx.queue_limit:
+                self._drop_oldest()
+            queue.append(message)
+        self._wake()
+
+    def authorize(self, connector: Connector, id_tag: str) -> bool | simpy.Event:
+        """Ask the CSMS about an id tag; offline, the charger authorises locally (1.6
+        LocalAuthorizeOffline), as chargers do so drivers are not stranded by an outage."""
+        if self.state is not LinkState.READY:
+            return True
+        message = self.adapter.authorize(connector, id_tag, self.ctx.clock.env.now)
+        message.waiter = self.ctx.clock.env.event()
+        self.queue.append(message)
+        self._wake()
+        return message.waiter
+
+    # -- lifetime ------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self.task = asyncio.get_running_loop().create_task(self._live())
+
+    async def close(self) -> None:
+        """End the link: close the connection and stop its task."""
+        self.state = LinkState.CLOSED
+        self._cancel_timer()
+        if self.rpc is not None:
+            await self.rpc.ws.close()
+        task = self.task
+        if task is not None and not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    @property
+    def idle(self) -> bool:
+        """Nothing left to send (or nowhere to send it)."""
+        return not self.queue or self.state is not LinkState.READY
+
+    async def _live(self) -> None:
+        ctx, loop = self.ctx, asyncio.get_running_loop()
+        observer = ctx.observer
+        reconnect = False
+        while not ctx.closing:
+            await ctx.ramp.acquire()
+            if ctx.closing:
+                return
+            observer.connect_attempt()
+            began = loop.time()
+            try:
+                ws = await _open_connection(ctx.settings, self.charger_id, self.adapter.subprotocol)
+            except TransportError as exc:
+                observer.connect_failed(str(exc))
+                reason = str(exc)
+                if reason not in ctx.connect_errors:
+                    log.warning("%s: %s", self.charger_id, reason)
+                ctx.connect_errors[reason] = ctx.connect_errors.get(reason, 0) + 1
+                await self._back_off()
+                continue
+            connected_at = loop.time()
+            observer.connected(connected_at - began, reconnect)
+            reconnect = True
+            rpc = RpcConnection(
+                ws,
+                self.adapter.version,
+                validator=ctx.validator(self.adapter.version),
+                observer=observer,
+                call_timeout_s=ctx.call_timeout_s,
+            )
+            self.rpc = rpc
+            reader = loop.create_task(rpc.serve())
+            reader.add_done_callback(self._reader_done)
+            try:
+                await self._online(rpc)
+            finally:
+                self._offline()
+                observer.disconnected()
+                if not reader.done():
+                    await ws.close()
+                    await asyncio.wait([reader], timeout=ctx.settings.open_timeout_s)
+                    reader.cancel()
+            if ctx.closing:
+                return
+            # A connection that held for a while resets the backoff: the next drop is news.
+            if loop.time() - connected_at > 60.0:
+                self.attempts = 0
+            await self._back_off()
+
+    async def _back_off(self) -> None:
+        delay = self.ctx.backoff.delay(self.attempts, self.ctx.rng)
+        self.attempts += 1
+        await asyncio.sleep(delay)
+
+    def _reader_done(self, _: object) -> None:
+        self._wake()
+
+    def _offline(self) -> None:
+        """The connection is gone: keep transactional messages, settle the rest."""
+        self.state = LinkState.OFFLINE if not self.ctx.closing else LinkState.CLOSED
+        self.rpc = None
+        self._cancel_timer()
+        kept: deque[Outbound] = deque()
+        for message in self.queue:
+            if message.transactional:
+                kept.append(message)
+            elif message.waiter is not None:
+                self._answer(message.waiter, True)  # offline: authorise locally
+        self.queue = kept
+
+    async def _online(self, rpc: RpcConnection) -> None:
+        self.state = LinkState.BOOTING
+        if not await self._boot(rpc):
+            return
+        self.state = LinkState.READY
+        # Outside a simulation step env.now is the time of the last event; the wall clock
+        # says what simulated time it is now.
+        self.queue.extend(self.adapter.connector_statuses(self.station, self.ctx.clock.sim_now()))
+        self._arm_heartbeat()
+        await self._deliver(rpc)
+
+    async def _boot(self, rpc: RpcConnection) -> bool:
+        """BootNotification until Accepted; Pending and Rejected retry after their interval."""
+        ctx = self.ctx
+        while not rpc.closed and not ctx.closing:
+            message = self.adapter.boot_notification(ctx.clock.sim_now())
+            outcome = await rpc.call(message.action, message.payload)
+            retry_s = ctx.boot_retry_s
+            if isinstance(outcome, ConnectionLost):
+                return False
+            if isinstance(outcome, CallResult):
+                status, interval = self.adapter.boot_outcome(outcome.payload)
+                if status == "Accepted":
+                    if interval > 0:
+                        self.heartbeat_s = interval
+                    return True
+                if interval > 0:
+                    retry_s = interval
+            if not await self._pause(rpc, ctx.wall_delay(retry_s)):
+                return False
+        return False
+
+    async def _pause(self, rpc: RpcConnection, seconds: float) -> bool:
+        """Sleep `seconds`, but give up when the connection drops; False if it did. New
+        messages wake the task but do not end the pause."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + seconds
+        while loop.time() < deadline:
+            if rpc.closed or self.ctx.closing:
+                return False
+            waiter: asyncio.Future[None] = loop.create_future()
+            self._kick = waiter
+            timer = loop.call_at(deadline, _release, waiter)
+            try:
+                await waiter
+            finally:
+                timer.cancel()
+                self._kick = None
+        return not rpc.closed and not self.ctx.closing
+
+    async def _deliver(self, rpc: RpcConnection) -> None:
+        """Send queued messages one CALL at a time until the connection closes."""
+        ctx = self.ctx
+        clock = ctx.clock
+        loop = asyncio.get_running_loop()
+        while not rpc.closed:
+            if not self.queue:
+                waiter: asyncio.Future[None] = loop.create_future()
+                self._kick = waiter
+                try:
+                    await waiter
+                finally:
+                    self._kick = None
+                continue
+            message = self.queue[0]
+            payload = self.adapter.prepare(message)
+            outcome = await rpc.call(message.action, payload, due=clock.wall_of(message.due_s))
+            if isinstance(outcome, ConnectionLost):
+                return  # the message stays at the head and is replayed after reconnecting
+            if self.queue and self.queue[0] is message:
+                self.queue.popleft()
+            retry = self._settle(message, outcome)
+            if retry:
+                self.queue.appendleft(message)
+                if not await self._pause(rpc, ctx.wall_delay(ctx.message_retry_s)):
+                    return
+
+    def _settle(self, message: Outbound, outcome: CallOutcome) -> bool:
+        """Act on a CALL's outcome; True if a transactional message must be sent again."""
+        if isinstance(outcome, CallResult):
+            self.adapter.accepted(message, outcome.payload)
+            if message.waiter is not None:
+                self._answer(message.waiter, self.adapter.authorize_outcome(outcome.payload))
+            return False
+        if message.waiter is not None:
+            # A CALLERROR is a refusal; silence is treated like being offline.
+            self._answer(message.waiter, isinstance(outcome, CallTimeout))
+        if message.transactional and isinstance(outcome, CallError | CallTimeout):
+            message.attempts += 1
+            if message.attempts < self.ctx.message_attempts:
+                return True
+            self.ctx.dropped += 1
+            log.warning(
+                "%s: %s given up after %d attempts",
+                self.charger_id,
+                message.action,
+                message.attempts,
+            )
+        return False
+
+    def _answer(self, waiter: simpy.Event, accepted: bool) -> None:
+        if not waiter.triggered:
+            self.ctx.clock.call_soon(partial(_succeed, waiter, accepted))
+
+    def _drop_oldest(self) -> None:
+        queue = self.queue
+        for i, message in enumerate(queue):
+            if message.transactional:
+                del queue[i]
+                self.ctx.dropped += 1
+                return
+        queue.popleft()
+
+    # -- heartbeat -----------------------------------------------------------------------------
+
+    def _arm_heartbeat(self) -> None:
+        self._cancel_timer()
+        loop = asyncio.get_running_loop()
+        self._timer = loop.call_later(self.ctx.wall_delay(self.heartbeat_s), self._heartbeat)
+
+    def _heartbeat(self) -> None:
+        self._timer = None
+        if self.state is not LinkState.READY or self.ctx.draining:
+            return
+        self.queue.append(self.adapter.heartbeat(self.ctx.clock.sim_now()))
+        self._wake()
+        self._arm_heartbeat()
+
+    def _cancel_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _wake(self) -> None:
+        kick = self._kick
+        if kick is not None and not kick.done():
+            kick.set_result(None)
+
+
+def _release(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
+
+
+def _succeed(waiter: simpy.Event, value: bool) -> None:
+    if not waiter.triggered:
+        waiter.succeed(value)

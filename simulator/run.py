@@ -1,0 +1,402 @@
+"""An online run (`fleetsim run`): the fleet on a scaled real-time clock, each charger speaking
+OCPP to a CSMS, measured, with a report and an SLO verdict at the end.
+
+The runner owns a run's lifetime: it builds the fleet and its links, starts the embedded CSMS
+when no target is given, paces connections, shuts down cleanly on a deadline or a signal, and
+writes the report. Station behaviour and protocol details live below it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import gc
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import simpy
+from rich.console import Console
+
+from models.calendar import Calendar
+from simulator.clock import OnlineClock
+from simulator.events import StopReason
+from simulator.fleet import Fleet, FleetOptions
+from simulator.link import ChargerLink, LinkContext, LinkState
+from simulator.metrics import FleetMetrics
+from simulator.online import OnlineSink
+from simulator.protocol.base import ChargerIdentity, ProtocolAdapter, Timestamps
+from simulator.protocol.v16 import V16Adapter
+from simulator.protocol.v201 import V201Adapter
+from simulator.report import LivePanel, SloCheck, build_report, evaluate_slos, slo_section
+from simulator.scenario import Scenario, parse_duration
+from simulator.station import Station
+from simulator.transport import Backoff, ConnectionRamp, ConnectSettings, TransportError
+
+# How long the end of a run waits for queued messages (the final StopTransactions) to go out.
+DRAIN_TIMEOUT_S = 15.0
+CSMS_START_TIMEOUT_S = 30.0
+
+
+class RunError(Exception):
+    """A run could not start (bad target, busy port, CSMS did not come up): one line."""
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """Command-line overrides of the scenario's `online` settings."""
+
+    target: str | None = None
+    chargers: int | None = None
+    speed: float | None = None
+    duration: str | float | None = None  # "90s", "10m" or seconds
+    metrics_port: int | None = 9464  # None: no exporter
+    report_path: Path | None = None
+    live: bool = True
+    start: datetime | None = None  # simulated start; default: the wall clock's now
+    csms_db: Path | None = None  # embedded CSMS database (default: a temporary file)
+    validate: bool | None = None
+
+
+@dataclass
+class RunResult:
+    """What a run produced: the report, the SLO checks, and whether it passed."""
+
+    report: dict[str, Any]
+    checks: list[SloCheck]
+    interrupted: bool = False
+    csms_url: str | None = None
+    csms_db: Path | None = None
+    links: list[ChargerLink] = field(default_factory=list, repr=False)
+
+    @property
+    def passed(self) -> bool:
+        return all(check.passed for check in self.checks)
+
+
+# -- the embedded CSMS in a child process ---------------------------------------------------------
+
+
+@contextlib.asynccontextmanager
+async def embedded_csms(
+    db_path: Path, heartbeat_s: float = 300.0, validate: bool = True
+) -> AsyncIterator[str]:
+    """Start `python -m simulator.csms` on a free loopback port; yields its ws:// URL.
+
+    A child process keeps the CSMS's own work off the generator's core, as a real backend
+    would be; it prints its port once it listens."""
+    args = [
+        sys.executable,
+        "-m",
+        "simulator.csms",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        "0",
+        "--db",
+        str(db_path),
+        "--heartbeat",
+        str(round(heartbeat_s)),
+        "--log-level",
+        "WARNING",
+    ]
+    if not validate:
+        args.append("--no-validate")
+    proc = await asyncio.create_subprocess_exec(
+        *args, stdout=subprocess.PIPE, stderr=None, stdin=subprocess.DEVNULL
+    )
+    try:
+        assert proc.stdout is not None
+        try:
+            async with asyncio.timeout(CSMS_START_TIMEOUT_S):
+                line = await proc.stdout.readline()
+        except TimeoutError:
+            raise RunError("the embedded CSMS did not start within 30 s") from None
+        words = line.decode(errors="replace").split()
+        if len(words) != 2 or words[0] != "FLEETSIM_CSMS_LISTENING":
+            raise RunError("the embedded CSMS failed to start (see the lines above)")
+        yield f"ws://127.0.0.1:{int(words[1])}"
+    finally:
+        if proc.returncode is None:
+            proc.terminate()
+            try:
+                async with asyncio.timeout(10):
+                    await proc.wait()
+            except TimeoutError:
+                proc.kill()
+                await proc.wait()
+
+
+# -- building the online fleet ------------------------------------------------------------------
+
+
+def make_adapters(fleet: Fleet, stamps: Timestamps) -> list[tuple[Station, ProtocolAdapter]]:
+    """A protocol adapter of the right version and identity for every station of the fleet."""
+    out: list[tuple[Station, ProtocolAdapter]] = []
+    for station in fleet.stations:
+        model = fleet.resolved[station.site.index].config.charger
+        identity = ChargerIdentity(
+            charger_id=station.charger_id,
+            vendor=model.vendor,
+            model=model.model,
+            serial=f"FS{station.site.index:03d}{station.index:07d}",
+            firmware=model.firmware,
+        )
+        adapter: ProtocolAdapter
+        if model.ocpp_version == "2.0.1":
+            adapter = V201Adapter(identity, stamps)
+        else:
+            adapter = V16Adapter(identity, stamps)
+        out.append((station, adapter))
+    return out
+
+
+def _start_time(options: RunOptions, scenario: Scenario) -> datetime:
+    """--start, else the scenario's start, else now: at speed 1 the CSMS's clock and the
+    simulated timestamps then agree."""
+    if options.start is not None:
+        start = options.start
+        if start.tzinfo is None:
+            start = start.replace(tzinfo=ZoneInfo(scenario.timezone))
+        return start.astimezone(UTC)
+    if scenario.start is not None:
+        return scenario.start_utc()
+    return datetime.now(UTC).replace(microsecond=0)
+
+
+def _fleet_power_kw(fleet: Fleet) -> float:
+    now = fleet.env.now
+    total = 0.0
+    for station in fleet.stations:
+        for connector in station.connectors:
+            if connector.tx is not None:
+                total += connector.sample(now).power_w
+    return total / 1000.0
+
+
+# -- the run ------------------------------------------------------------------------------------
+
+
+class Runner:
+    """One online run of a scenario, from connecting the fleet to writing the report."""
+
+    def __init__(
+        self,
+        scenario: Scenario,
+        options: RunOptions,
+        console: Console | None = None,
+        metrics: FleetMetrics | None = None,
+    ) -> None:
+        if options.chargers is not None:
+            scenario = scenario.rescaled(options.chargers)
+        self.scenario = scenario
+        self.options = options
+        self.console = console or Console(stderr=True)
+        online = scenario.online
+        self.speed = options.speed if options.speed is not None else online.speed
+        if self.speed <= 0:
+            raise RunError("--speed must be positive")
+        duration = options.duration if options.duration is not None else online.duration
+        try:
+            self.duration_s = (
+                float(duration) if isinstance(duration, int | float) else parse_duration(duration)
+            )
+        except ValueError as exc:
+            raise RunError(f"--duration: {exc}") from None
+        self.validate = online.validate_frames if options.validate is None else options.validate
+        self.metrics = metrics or FleetMetrics()
+        self.stop_event = asyncio.Event()
+        self.interrupted = False
+
+    def request_stop(self, interrupted: bool = True) -> None:
+        """End the run early (Ctrl-C, SIGTERM): it still stops cleanly and reports."""
+        self.interrupted = self.interrupted or interrupted
+        self.stop_event.set()
+
+    async def run(self) -> RunResult:
+        options = self.options
+        target = options.target or self.scenario.online.target.url
+        if target is not None:
+            return await self._run_against(target, None, embedded=False)
+        if options.csms_db is not None:
+            db = options.csms_db
+            db.parent.mkdir(parents=True, exist_ok=True)
+            async with embedded_csms(db, validate=self.validate) as url:
+                return await self._run_against(url, db, embedded=True)
+        with tempfile.TemporaryDirectory(prefix="fleetsim-csms-") as tmp:
+            db = Path(tmp) / "csms.db"
+            async with embedded_csms(db, validate=self.validate) as url:
+                result = await self._run_against(url, None, embedded=True)
+            return result
+
+    async def _run_against(self, target: str, db: Path | None, embedded: bool) -> RunResult:
+        scenario, metrics = self.scenario, self.metrics
+        online = scenario.online
+        try:
+            settings = ConnectSettings.from_target(online.target, target, online.ping_interval_s)
+        except TransportError as exc:
+            raise RunError(str(exc)) from None
+
+        start = _start_time(self.options, scenario)
+        env = simpy.Environment()
+        calendar = Calendar(start, scenario.timezone)
+        sink = OnlineSink(metrics)
+        fleet = Fleet(
+            scenario,
+            env,
+            calendar,
+            sink,
+            sink,
+            FleetOptions(meter_interval_s=online.meter_interval_s),
+        )
+        clock = OnlineClock(env, self.speed, on_lag=metrics.schedule_lag)
+        ctx = LinkContext(
+            clock=clock,
+            settings=settings,
+            ramp=ConnectionRamp(online.ramp),
+            observer=metrics,
+            validate=self.validate,
+            call_timeout_s=online.call_timeout_s,
+            heartbeat_s=online.heartbeat_s or 300.0,
+            backoff=Backoff(),
+        )
+        stamps = Timestamps(start)
+        links = [ChargerLink(s, a, ctx) for s, a in make_adapters(fleet, stamps)]
+        for link in links:
+            sink.attach(link)
+        for version in {link.adapter.version for link in links}:
+            ctx.validator(version)
+        metrics.set_chargers(len(links))
+        if self.options.metrics_port is not None:
+            try:
+                metrics.serve(self.options.metrics_port)
+            except OSError as exc:
+                raise RunError(
+                    f"--metrics-port {self.options.metrics_port}: {exc.strerror or exc}"
+                ) from None
+        # The fleet is built: freeze it out of the collector's way for the rest of the run.
+        gc.collect()
+        gc.freeze()
+        wall_start = time.monotonic()
+        clock.start()
+        for link in links:
+            link.start()
+        clock_task = asyncio.create_task(clock.run())
+        tasks = [clock_task, asyncio.create_task(self._sample_power(fleet))]
+        if self.options.live:
+            panel = LivePanel(metrics, self.console)
+            tasks.append(asyncio.create_task(panel.run(self.stop_event)))
+        try:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.duration_s):
+                    await self.stop_event.wait()
+            self.stop_event.set()
+            sim_s = clock.sim_now() - clock.sim0
+            clock.stop()
+            await clock_task
+            await self._finish(fleet, links, ctx)
+            connected_end = sum(1 for link in links if link.state is LinkState.READY)
+        finally:
+            self.stop_event.set()
+            ctx.closing = True
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            await asyncio.gather(*(link.close() for link in links), return_exceptions=True)
+            metrics.close()
+            gc.unfreeze()
+        wall_s = time.monotonic() - wall_start
+        metrics.set_fleet_power_kw(0.0)
+        report = build_report(
+            metrics,
+            scenario_name=scenario.name,
+            chargers=len(links),
+            wall_s=wall_s,
+            sim_s=sim_s,
+            speed=self.speed,
+            sessions=sink.ledger.sessions,
+            energy_kwh=sink.ledger.energy_wh / 1000.0,
+            extra={
+                "target": "embedded CSMS" if embedded else target,
+                "start": start.isoformat(),
+                "ledger": {
+                    "transactions_started": sink.ledger.started,
+                    "transactions_ended": sink.ledger.ended,
+                    "transactions_open": sink.ledger.open,
+                    "energy_wh": round(sink.ledger.energy_wh, 3),
+                    "messages_dropped": ctx.dropped,
+                    "messages_unsent": sum(len(link.queue) for link in links),
+                },
+                "connect_errors": dict(
+                    sorted(ctx.connect_errors.items(), key=lambda kv: -kv[1])[:10]
+                ),
+                "interrupted": self.interrupted,
+            },
+        )
+        # Booted and connected when the run ended, before the shutdown closed every connection.
+        report["chargers"]["connected_end"] = connected_end
+        checks = evaluate_slos(scenario.slo, report)
+        report["slo"] = slo_section(checks)
+        return RunResult(report, checks, self.interrupted, target, db, links)
+
+    async def _finish(self, fleet: Fleet, links: list[ChargerLink], ctx: LinkContext) -> None:
+        """Stop open transactions (if the scenario says so) and let the queues drain."""
+        env = fleet.env
+        if self.scenario.online.on_stop == "stop":
+            for station in fleet.stations:
+                for connector in station.connectors:
+                    connector.end_transaction(StopReason.OTHER)
+            # Process the stops at the simulated instant the run ended; nothing later runs.
+            while env.peek() <= env.now:
+                env.step()
+        ctx.draining = True
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + DRAIN_TIMEOUT_S
+        while loop.time() < deadline and not all(link.idle for link in links):
+            await asyncio.sleep(0.05)
+
+    async def _sample_power(self, fleet: Fleet) -> None:
+        while True:
+            self.metrics.set_fleet_power_kw(_fleet_power_kw(fleet))
+            await asyncio.sleep(1.0)
+
+
+def run_scenario(
+    scenario: Scenario, options: RunOptions, console: Console | None = None
+) -> RunResult:
+    """Run a scenario online on uvloop until its duration ends or SIGINT/SIGTERM arrives."""
+    import uvloop
+
+    async def main() -> RunResult:
+        runner = Runner(scenario, options, console)
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.add_signal_handler(sig, runner.request_stop)
+        try:
+            return await runner.run()
+        finally:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                with contextlib.suppress(NotImplementedError, RuntimeError):
+                    loop.remove_signal_handler(sig)
+
+    return uvloop.run(main())
+
+
+__all__ = [
+    "RunError",
+    "RunOptions",
+    "RunResult",
+    "Runner",
+    "embedded_csms",
+    "make_adapters",
+    "run_scenario",
+]

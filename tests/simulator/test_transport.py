@@ -1,0 +1,141 @@
+"""Opening charger connections: subprotocol, basic auth from env/file, ramp and backoff."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import random
+from collections.abc import AsyncIterator
+from http import HTTPStatus
+from pathlib import Path
+
+import pytest
+from websockets.asyncio.server import ServerConnection, serve
+from websockets.datastructures import Headers
+from websockets.http11 import Request, Response
+
+from simulator.scenario import TargetConfig
+from simulator.transport import (
+    Backoff,
+    ConnectionRamp,
+    ConnectSettings,
+    Secret,
+    TransportError,
+    load_password,
+    open_connection,
+)
+
+PASSWORD = "s3cret-pass"
+
+
+async def _echo(ws: ServerConnection) -> None:
+    async for message in ws:
+        await ws.send(message)
+
+
+def _check_auth(connection: ServerConnection, request: Request) -> Response | None:
+    expected = "Basic " + base64.b64encode(f"CP-1:{PASSWORD}".encode()).decode()
+    if request.headers.get("Authorization") != expected:
+        return connection.respond(HTTPStatus.UNAUTHORIZED, "no\n")
+    return None
+
+
+@pytest.fixture
+async def server() -> AsyncIterator[str]:
+    async with serve(
+        _echo,
+        "127.0.0.1",
+        0,
+        subprotocols=["ocpp1.6"],  # type: ignore[list-item]
+        process_request=_check_auth,
+    ) as srv:
+        port = next(iter(srv.sockets)).getsockname()[1]
+        yield f"ws://127.0.0.1:{port}"
+
+
+def test_secret_never_shows_itself() -> None:
+    secret = Secret(PASSWORD)
+    assert PASSWORD not in repr(secret)
+    assert PASSWORD not in str(secret)
+    assert PASSWORD not in repr(ConnectSettings("ws://x", "u", secret))
+    assert secret.reveal() == PASSWORD
+
+
+def test_password_from_environment_and_file(tmp_path: Path) -> None:
+    target = TargetConfig(password_env="FLEETSIM_TEST_PW")
+    loaded = load_password(target, {"FLEETSIM_TEST_PW": PASSWORD})
+    assert loaded is not None and loaded.reveal() == PASSWORD
+    with pytest.raises(TransportError, match="FLEETSIM_TEST_PW is not set"):
+        load_password(target, {})
+    path = tmp_path / "pw"
+    path.write_text(PASSWORD + "\n", encoding="utf-8")
+    loaded = load_password(TargetConfig(password_file=path), {})
+    assert loaded is not None and loaded.reveal() == PASSWORD
+    with pytest.raises(TransportError, match="cannot read"):
+        load_password(TargetConfig(password_file=tmp_path / "missing"), {})
+    assert load_password(TargetConfig(), {}) is None
+
+
+async def test_connects_with_subprotocol_and_basic_auth(server: str) -> None:
+    settings = ConnectSettings(server, "{charger_id}", Secret(PASSWORD), ping_interval_s=None)
+    ws = await open_connection(settings, "CP-1", "ocpp1.6")
+    try:
+        assert ws.subprotocol == "ocpp1.6"
+        await ws.send("[2]")
+        assert await asyncio.wait_for(ws.recv(), 2) == "[2]"
+    finally:
+        await ws.close()
+
+
+async def test_wrong_password_is_a_clear_error(server: str) -> None:
+    settings = ConnectSettings(server, "{charger_id}", Secret("bad-Pw-42"), ping_interval_s=None)
+    with pytest.raises(TransportError, match="HTTP 401") as info:
+        await open_connection(settings, "CP-1", "ocpp1.6")
+    assert "bad-Pw-42" not in str(info.value)
+
+
+async def test_unsupported_subprotocol_is_refused(server: str) -> None:
+    settings = ConnectSettings(server, "{charger_id}", Secret(PASSWORD), ping_interval_s=None)
+    with pytest.raises(TransportError):
+        await open_connection(settings, "CP-1", "ocpp2.0.1")
+
+
+async def test_nothing_listening_is_a_transport_error() -> None:
+    settings = ConnectSettings("ws://127.0.0.1:9", ping_interval_s=None, open_timeout_s=2)
+    with pytest.raises(TransportError, match="cannot connect"):
+        await open_connection(settings, "CP-1", "ocpp1.6")
+
+
+def test_charger_ids_are_quoted_into_the_url() -> None:
+    settings = ConnectSettings("ws://127.0.0.1:9000/ocpp/")
+    assert settings.url_for("site a/1") == "ws://127.0.0.1:9000/ocpp/site%20a%2F1"
+    headers = Headers(ConnectSettings("ws://h", "{charger_id}", Secret("p")).auth_header("X"))
+    assert headers["Authorization"] == "Basic " + base64.b64encode(b"X:p").decode()
+
+
+async def test_ramp_spaces_connection_attempts() -> None:
+    ramp = ConnectionRamp(rate=50.0)
+    loop = asyncio.get_running_loop()
+    times: list[float] = []
+
+    async def one() -> None:
+        await ramp.acquire()
+        times.append(loop.time())
+
+    await asyncio.gather(*(one() for _ in range(10)))
+    times.sort()
+    span = times[-1] - times[0]
+    assert span >= 9 * 0.02 * 0.9  # ten attempts at 50/s take about 0.18 s
+    assert span < 0.6
+
+
+def test_backoff_grows_caps_and_jitters() -> None:
+    policy = Backoff(initial_s=1.0, factor=2.0, max_s=30.0, jitter=0.5)
+    rng = random.Random(1)
+    for attempt in range(12):
+        base = min(30.0, 2.0**attempt)
+        delay = policy.delay(attempt, rng)
+        assert base * 0.5 <= delay <= base
+    delays = {round(policy.delay(3, rng), 6) for _ in range(20)}
+    assert len(delays) > 10  # jitter spreads a herd of reconnects
+    assert Backoff(jitter=0.0).delay(2, rng) == 4.0
