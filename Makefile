@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test lint bench clean
+.PHONY: install run simulate test lint bench bench-online clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -14,7 +14,12 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+# About a minute: the quickstart fleet online against the embedded CSMS, then its summary.
 run: install
+	$(BIN)/fleetsim run scenarios/quickstart.yaml --report out/quickstart/report.json
+
+# The same network offline: a week of sessions and load curves in seconds.
+simulate: install
 	$(BIN)/fleetsim simulate scenarios/quickstart.yaml --days 7 --out out/quickstart
 
 lint: install
@@ -28,6 +33,9 @@ test: install
 
 bench: install
 	$(BIN)/python benchmarks/simulate.py
+
+bench-online: install
+	$(BIN)/python benchmarks/online.py
 
 clean:
 	rm -rf $(VENV) out .pytest_cache .mypy_cache .ruff_cache

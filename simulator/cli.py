@@ -247,8 +247,15 @@ def run(
             parse_duration(duration)
         except ValueError as exc:
             fail(f"--duration: {exc}")
-    if target is not None and not target.startswith(("ws://", "wss://")):
-        fail(f"--target: expected a ws:// or wss:// URL (got {target!r})")
+    if target is not None:
+        if not target.startswith(("ws://", "wss://")):
+            fail(f"--target: expected a ws:// or wss:// URL (got {target!r})")
+        if "@" in target.split("/")[2]:
+            # A password on the command line ends up in shell history and `ps`.
+            fail(
+                "--target: remove the user:password part; set target.password_env or "
+                "target.password_file in the scenario instead"
+            )
     if not 0 <= metrics_port <= 65535:
         fail(f"--metrics-port: expected a port number (got {metrics_port})")
     options = RunOptions(

@@ -39,7 +39,13 @@ from simulator.protocol.v201 import V201Adapter
 from simulator.report import LivePanel, SloCheck, build_report, evaluate_slos, slo_section
 from simulator.scenario import Scenario, parse_duration
 from simulator.station import Station
-from simulator.transport import Backoff, ConnectionRamp, ConnectSettings, TransportError
+from simulator.transport import (
+    Backoff,
+    ConnectionRamp,
+    ConnectSettings,
+    TransportError,
+    redact_url,
+)
 
 # How long the end of a run waits for queued messages (the final StopTransactions) to go out.
 DRAIN_TIMEOUT_S = 15.0
@@ -325,7 +331,7 @@ class Runner:
             sessions=sink.ledger.sessions,
             energy_kwh=sink.ledger.energy_wh / 1000.0,
             extra={
-                "target": "embedded CSMS" if embedded else target,
+                "target": "embedded CSMS" if embedded else redact_url(target),
                 "start": start.isoformat(),
                 "ledger": {
                     "transactions_started": sink.ledger.started,

@@ -117,6 +117,15 @@ class TargetConfig(_Strict):
     password_file: Path | None = Field(None, description="file whose first line is the password")
     ca_file: Path | None = Field(None, description="CA bundle for wss:// (default: system CAs)")
 
+    @field_validator("url")
+    @classmethod
+    def _no_credentials_in_url(cls, value: str | None) -> str | None:
+        if value is not None and "@" in value.split("/")[2]:
+            raise ValueError(
+                "remove the user:password part of the URL; use password_env or password_file"
+            )
+        return value
+
     @model_validator(mode="after")
     def _one_password_source(self) -> TargetConfig:
         if self.password_env and self.password_file:

@@ -151,6 +151,17 @@ async def open_connection(
     return ws
 
 
+def redact_url(url: str) -> str:
+    """The URL without any user:password part, for logs and reports."""
+    parts = urlsplit(url)
+    if parts.username is None and parts.password is None:
+        return url
+    host = parts.hostname or ""
+    if parts.port is not None:
+        host = f"{host}:{parts.port}"
+    return parts._replace(netloc=host).geturl()
+
+
 class ConnectionRamp:
     """Lets at most `rate` connection attempts start per second, fleet-wide, spaced evenly.
 

@@ -34,6 +34,16 @@ log = logging.getLogger(__name__)
 _VERSIONS = {"ocpp1.6": "1.6", "ocpp2.0.1": "2.0.1"}
 _SESSIONS: dict[str, type[Session]] = {"1.6": V16Session, "2.0.1": V201Session}
 _MAX_FRAME = 64 * 1024
+_WARM_ACTIONS = (
+    "BootNotification",
+    "Heartbeat",
+    "StatusNotification",
+    "Authorize",
+    "StartTransaction",
+    "StopTransaction",
+    "MeterValues",
+    "TransactionEvent",
+)
 
 
 @dataclass(frozen=True)
@@ -89,6 +99,10 @@ class CsmsServer:
         self._validators = (
             {v: FrameValidator(v) for v in _VERSIONS.values()} if config.validate else {}
         )
+        for validator in self._validators.values():
+            # Compiled now, not on the first message: compiling TransactionEvent's schema takes
+            # tens of milliseconds, which would show as a latency spike in the first run.
+            validator.warm(_WARM_ACTIONS)
         self._server: Server | None = None
         self._closing: set[asyncio.Task[None]] = set()
 

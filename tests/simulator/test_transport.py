@@ -23,6 +23,7 @@ from simulator.transport import (
     TransportError,
     load_password,
     open_connection,
+    redact_url,
 )
 
 PASSWORD = "s3cret-pass"
@@ -139,3 +140,8 @@ def test_backoff_grows_caps_and_jitters() -> None:
     delays = {round(policy.delay(3, rng), 6) for _ in range(20)}
     assert len(delays) > 10  # jitter spreads a herd of reconnects
     assert Backoff(jitter=0.0).delay(2, rng) == 4.0
+
+
+def test_reports_never_carry_url_credentials() -> None:
+    assert redact_url("wss://cp:pw@csms.example:443/ocpp") == "wss://csms.example:443/ocpp"
+    assert redact_url("ws://127.0.0.1:9000") == "ws://127.0.0.1:9000"
