@@ -216,9 +216,13 @@ def run(
         str | None,
         typer.Option(help="wall-clock length of the run: 90s, 10m, 2h (default: the scenario's)"),
     ] = None,
-    metrics_port: Annotated[
-        int, typer.Option(help="Prometheus exporter port on 127.0.0.1 (0: none)")
-    ] = 9464,
+    metrics_port: Annotated[int, typer.Option(help="Prometheus exporter port (0: none)")] = 9464,
+    metrics_addr: Annotated[
+        str,
+        typer.Option(
+            help="address the exporter binds (0.0.0.0 lets a Prometheus on another host scrape)"
+        ),
+    ] = "127.0.0.1",
     report: Annotated[Path | None, typer.Option(help="write the JSON report here")] = None,
     start: Annotated[
         str | None, typer.Option(help="simulated start, ISO-8601 (default: now)")
@@ -264,6 +268,7 @@ def run(
         speed=speed,
         duration=duration,
         metrics_port=metrics_port or None,
+        metrics_addr=metrics_addr,
         report_path=report,
         live=not quiet,
         start=_parse_start(start),
@@ -275,13 +280,19 @@ def run(
     except RunError as exc:
         fail(str(exc))
     render_summary(result.report, result.checks, console)
+    never_connected = result.report["chargers"]["connected_peak"] == 0
+    if never_connected:
+        reasons = result.report.get("connect_errors") or {"no attempt finished": 0}
+        errors.print(
+            f"fleetsim: error: no charger could connect: {next(iter(reasons))}", markup=False
+        )
     if report is not None:
         try:
             write_report(result.report, report)
         except OSError as exc:
             fail(f"--report: cannot write {report}: {exc.strerror or exc}")
         console.print(f"wrote {report}")
-    if not result.passed:
+    if not result.passed or never_connected:
         raise typer.Exit(EXIT_SLO_BROKEN)
 
 

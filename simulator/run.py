@@ -65,6 +65,7 @@ class RunOptions:
     speed: float | None = None
     duration: str | float | None = None  # "90s", "10m" or seconds
     metrics_port: int | None = 9464  # None: no exporter
+    metrics_addr: str = "127.0.0.1"
     report_path: Path | None = None
     live: bool = True
     start: datetime | None = None  # simulated start; default: the wall clock's now
@@ -283,7 +284,7 @@ class Runner:
         metrics.set_chargers(len(links))
         if self.options.metrics_port is not None:
             try:
-                metrics.serve(self.options.metrics_port)
+                metrics.serve(self.options.metrics_port, self.options.metrics_addr)
             except OSError as exc:
                 raise RunError(
                     f"--metrics-port {self.options.metrics_port}: {exc.strerror or exc}"

@@ -1,0 +1,187 @@
+"""`fleetsim run` and `fleetsim csms` as a user runs them: real processes on 127.0.0.1."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from websockets.sync.client import connect
+
+from tests.conftest import busy_scenario
+
+FLEETSIM = [sys.executable, "-m", "simulator.cli"]
+
+
+def _scenario_file(tmp_path: Path, **online: Any) -> Path:
+    data = busy_scenario(**online).model_dump(mode="json", exclude_defaults=True)
+    path = tmp_path / "busy.yaml"
+    path.write_text(yaml.safe_dump(data), encoding="utf-8")
+    return path
+
+
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        (["--duration", "soon"], "--duration: cannot read duration 'soon'"),
+        (["--speed", "0"], "--speed"),
+        (["--chargers", "0"], "--chargers"),
+        (["--target", "http://127.0.0.1:9000"], "--target: expected a ws:// or wss:// URL"),
+        (["--target", "ws://cp:secret@127.0.0.1:9000"], "remove the user:password part"),
+        (["--metrics-port", "70000"], "--metrics-port"),
+    ],
+)
+def test_run_mistakes_are_one_line_and_exit_2(args: list[str], words: str) -> None:
+    proc = subprocess.run(
+        [*FLEETSIM, "run", "quickstart", *args], capture_output=True, text=True, timeout=60
+    )
+    assert proc.returncode == 2, proc.stderr
+    assert words in proc.stderr
+    assert "secret" not in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+
+
+def test_run_against_the_embedded_csms_writes_a_report_and_keeps_the_database(
+    tmp_path: Path,
+) -> None:
+    scenario = _scenario_file(tmp_path, duration="3s")
+    report_path, db = tmp_path / "out" / "report.json", tmp_path / "csms.db"
+    proc = subprocess.run(
+        [
+            *FLEETSIM,
+            "run",
+            str(scenario),
+            "--metrics-port",
+            "0",
+            "-q",
+            "--report",
+            str(report_path),
+            "--csms-db",
+            str(db),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "Traceback" not in proc.stderr
+    report = json.loads(report_path.read_text(encoding="utf-8"))
+    assert report["target"] == "embedded CSMS"
+    assert report["chargers"]["connected_end"] == 6
+    assert report["actions"]["StartTransaction"]["count"] > 0
+    assert report["actions"]["TransactionEvent"]["count"] > 0
+    assert "StatusNotification" in proc.stdout and "SLO" in proc.stdout
+    with sqlite3.connect(db) as conn:
+        (count,) = conn.execute("select count(*) from transactions").fetchone()
+        (energy,) = conn.execute("select sum(energy_wh) from transactions").fetchone()
+    assert count == report["ledger"]["transactions_started"]
+    assert energy == pytest.approx(report["ledger"]["energy_wh"], abs=1e-3)
+
+
+def test_a_broken_slo_exits_1(tmp_path: Path) -> None:
+    scenario = _scenario_file(tmp_path, duration="2s")
+    data = yaml.safe_load(scenario.read_text(encoding="utf-8"))
+    data["slo"] = {"p99_ms": {"Heartbeat": 0.000001}}
+    scenario.write_text(yaml.safe_dump(data), encoding="utf-8")
+    proc = subprocess.run(
+        [*FLEETSIM, "run", str(scenario), "--metrics-port", "0", "-q"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "FAIL p99_ms[Heartbeat]" in proc.stdout
+
+
+def test_an_unreachable_csms_is_reported_and_fails_the_run(tmp_path: Path) -> None:
+    scenario = _scenario_file(tmp_path, duration="2s")
+    # Port 9 on loopback: nothing listens there, so every connection is refused at once.
+    proc = subprocess.run(
+        [
+            *FLEETSIM,
+            "run",
+            str(scenario),
+            "--target",
+            "ws://127.0.0.1:9",
+            "--metrics-port",
+            "0",
+            "-q",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "no charger could connect: cannot connect" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_sigterm_ends_a_run_cleanly_with_a_report(tmp_path: Path) -> None:
+    scenario = _scenario_file(tmp_path, duration="10m")
+    report_path = tmp_path / "report.json"
+    proc = subprocess.Popen(
+        [
+            *FLEETSIM,
+            "run",
+            str(scenario),
+            "--metrics-port",
+            "0",
+            "-q",
+            "--report",
+            str(report_path),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        time.sleep(4.0)
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, out + err
+    report = json.loads(report_path.read_text(encoding="utf-8"))
+    assert report["interrupted"] is True
+    assert report["wall_s"] < 30
+    assert report["ledger"]["transactions_open"] == 0
+    assert report["ledger"]["messages_unsent"] == 0
+
+
+def test_fleetsim_csms_serves_until_terminated(tmp_path: Path) -> None:
+    db = tmp_path / "csms.db"
+    proc = subprocess.Popen(
+        [*FLEETSIM, "csms", "--port", "0", "--db", str(db)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    try:
+        assert proc.stderr is not None
+        line = proc.stderr.readline()
+        assert "listening on ws://127.0.0.1:" in line, line
+        port = int(line.split("ws://127.0.0.1:")[1].split("/")[0])
+        with connect(
+            f"ws://127.0.0.1:{port}/CP-9",
+            subprotocols=["ocpp1.6"],
+            proxy=None,  # type: ignore[list-item]
+        ) as ws:
+            ws.send(json.dumps([2, "1", "Heartbeat", {}]))
+            answer = json.loads(ws.recv(timeout=5))
+        assert answer[0] == 3 and answer[1] == "1" and "currentTime" in answer[2]
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=30)
+        assert proc.returncode == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
