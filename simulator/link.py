@@ -31,7 +31,7 @@ from simulator.rpc import (
     RpcConnection,
     RpcObserver,
 )
-from simulator.schemas import FrameValidator
+from simulator.schemas import CHARGER_ACTIONS, FrameValidator
 from simulator.transport import Backoff, ConnectionRamp, ConnectSettings, TransportError
 from simulator.transport import open_connection as _open_connection
 
@@ -51,20 +51,6 @@ class LinkObserver(RpcObserver, Protocol):
     def connect_failed(self, reason: str) -> None: ...
 
     def disconnected(self) -> None: ...
-
-
-# Charger-initiated actions of both versions: their schemas are compiled before the first
-# connection, so compiling does not show as a latency spike on a first call.
-CHARGER_ACTIONS = (
-    "BootNotification",
-    "Heartbeat",
-    "StatusNotification",
-    "Authorize",
-    "StartTransaction",
-    "StopTransaction",
-    "MeterValues",
-    "TransactionEvent",
-)
 
 
 class LinkState(IntEnum):

@@ -289,27 +289,25 @@ class RpcConnection:
             if self.version == "2.0.1":
                 return _error_frame("-1", "RpcFrameworkError", "frame is not JSON")
             return None
-        if (
-            not isinstance(frame, list)
-            or len(frame) < 3
-            or type(frame[0]) is not int
-            or not isinstance(frame[1], str)
-        ):
+        if not isinstance(frame, list) or len(frame) < 2 or not isinstance(frame[1], str):
             self._invalid(None, "frame is not an OCPP-J array [type, id, ...]")
-            if isinstance(frame, list) and len(frame) > 1 and isinstance(frame[1], str):
-                return _error_frame(
-                    frame[1], _FRAMEWORK_ERROR[self.version], "not an OCPP-J message"
-                )
             return None
         kind, message_id = frame[0], frame[1]
-        if kind == MessageType.CALLRESULT:
+        if kind == MessageType.CALLRESULT and len(frame) == 3:
             self._on_result(message_id, frame[2])
             return None
-        if kind == MessageType.CALLERROR:
+        if kind == MessageType.CALLERROR and len(frame) >= 3:
             self._on_error(message_id, frame)
             return None
-        if kind == MessageType.CALL and len(frame) == 4 and isinstance(frame[2], str):
-            return self._on_call(message_id, frame[2], frame[3])
+        if kind == MessageType.CALL:
+            if len(frame) == 4 and isinstance(frame[2], str):
+                return self._on_call(message_id, frame[2], frame[3])
+            self._invalid(None, "CALL is not [2, id, action, payload]")
+            return _error_frame(message_id, _FRAMEWORK_ERROR[self.version], "malformed CALL")
+        if kind in (MessageType.CALLRESULT, MessageType.CALLERROR):
+            # OCPP-J never answers an answer, even a malformed one: count it and move on.
+            self._invalid(None, f"malformed message of type {kind}")
+            return None
         self._invalid(None, f"unknown message type {kind!r}")
         code = "MessageTypeNotSupported" if self.version == "2.0.1" else "ProtocolError"
         return _error_frame(message_id, code, f"message type {kind!r} is not supported")

@@ -26,7 +26,7 @@ from websockets.typing import Subprotocol
 from simulator.csms.handlers import CsmsCounters, Policy, Session, V16Session, V201Session
 from simulator.csms.store import CsmsStore
 from simulator.rpc import RpcConnection
-from simulator.schemas import FrameValidator
+from simulator.schemas import CHARGER_ACTIONS, FrameValidator
 
 log = logging.getLogger(__name__)
 
@@ -34,16 +34,6 @@ log = logging.getLogger(__name__)
 _VERSIONS = {"ocpp1.6": "1.6", "ocpp2.0.1": "2.0.1"}
 _SESSIONS: dict[str, type[Session]] = {"1.6": V16Session, "2.0.1": V201Session}
 _MAX_FRAME = 64 * 1024
-_WARM_ACTIONS = (
-    "BootNotification",
-    "Heartbeat",
-    "StatusNotification",
-    "Authorize",
-    "StartTransaction",
-    "StopTransaction",
-    "MeterValues",
-    "TransactionEvent",
-)
 
 
 @dataclass(frozen=True)
@@ -102,7 +92,7 @@ class CsmsServer:
         for validator in self._validators.values():
             # Compiled now, not on the first message: compiling TransactionEvent's schema takes
             # tens of milliseconds, which would show as a latency spike in the first run.
-            validator.warm(_WARM_ACTIONS)
+            validator.warm(CHARGER_ACTIONS)
         self._server: Server | None = None
         self._closing: set[asyncio.Task[None]] = set()
 
