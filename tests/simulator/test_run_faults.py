@@ -43,8 +43,12 @@ class FakeCsms:
         error_actions: frozenset[str] = frozenset(),
         silent_actions: frozenset[str] = frozenset(),
         close_after: int | None = None,
+        pending_boots: int = 0,
     ) -> None:
         self.heartbeat_s = heartbeat_s
+        self.pending_boots = pending_boots
+        self.boots: Counter[str] = Counter()
+        self.boot_times: dict[str, list[float]] = defaultdict(list)
         self.error_actions = error_actions
         self.silent_actions = silent_actions
         self.close_after = close_after
@@ -121,6 +125,12 @@ class FakeCsms:
         def handle(payload: dict[str, Any]) -> dict[str, Any] | Awaitable[dict[str, Any]]:
             self.messages[charger].append((action, payload))
             self.counts[action] += 1
+            if action == "BootNotification":
+                self.boots[charger] += 1
+                self.boot_times[charger].append(asyncio.get_running_loop().time())
+                if self.boots[charger] <= self.pending_boots:
+                    # Pending, come back in an hour (one wall second at 3600x).
+                    return {"status": "Pending", "currentTime": NOW, "interval": 3600}
             if (
                 self.close_after is not None
                 and charger not in self.closed
@@ -350,3 +360,19 @@ async def test_dropped_connections_reconnect_and_replay_transactions_in_order() 
     for charger, (action, payload) in csms.cut.items():
         again = [p for a, p in csms.messages[charger] if a == action and p == payload]
         assert len(again) == 2, (charger, action, payload)
+
+
+async def test_a_pending_boot_is_retried_after_its_interval_and_nothing_else_is_sent() -> None:
+    csms = FakeCsms(pending_boots=1)
+    result = await _run(csms)
+    _check_common(csms, result)
+    assert result.report["actions"]["BootNotification"]["count"] == 12
+    for charger, messages in csms.messages.items():
+        actions = [action for action, _ in messages]
+        # While Pending a charger sends nothing but its next BootNotification.
+        assert actions[:2] == ["BootNotification", "BootNotification"], (charger, actions[:3])
+        assert "BootNotification" not in actions[2:]
+    # The retry waited for the interval: one simulated hour, one wall second at this speed.
+    for charger, (first, second) in csms.boot_times.items():
+        assert 0.95 <= second - first <= 1.5, charger
+    assert result.report["actions"]["StatusNotification"]["count"] > 0

@@ -145,3 +145,96 @@ def test_backoff_grows_caps_and_jitters() -> None:
 def test_reports_never_carry_url_credentials() -> None:
     assert redact_url("wss://cp:pw@csms.example:443/ocpp") == "wss://csms.example:443/ocpp"
     assert redact_url("ws://127.0.0.1:9000") == "ws://127.0.0.1:9000"
+
+
+def _tls_files(tmp_path: Path) -> tuple[Path, Path, Path, Path]:
+    """A test CA, a server certificate for 127.0.0.1 signed by it, and an unrelated CA."""
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    now = datetime.datetime.now(datetime.UTC)
+
+    def name(cn: str) -> x509.Name:
+        return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
+
+    def ca(cn: str) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
+        key = ec.generate_private_key(ec.SECP256R1())
+        cert = (
+            x509.CertificateBuilder()
+            .subject_name(name(cn))
+            .issuer_name(name(cn))
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=5))
+            .not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .sign(key, hashes.SHA256())
+        )
+        return key, cert
+
+    ca_key, ca_cert = ca("fleetsim test CA")
+    _, other_cert = ca("some other CA")
+    server_key = ec.generate_private_key(ec.SECP256R1())
+    server_cert = (
+        x509.CertificateBuilder()
+        .subject_name(name("127.0.0.1"))
+        .issuer_name(ca_cert.subject)
+        .public_key(server_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
+    pem = serialization.Encoding.PEM
+    paths = [tmp_path / n for n in ("ca.pem", "other-ca.pem", "server.pem", "server.key")]
+    paths[0].write_bytes(ca_cert.public_bytes(pem))
+    paths[1].write_bytes(other_cert.public_bytes(pem))
+    paths[2].write_bytes(server_cert.public_bytes(pem))
+    paths[3].write_bytes(
+        server_key.private_bytes(
+            pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
+    return paths[0], paths[1], paths[2], paths[3]
+
+
+async def test_wss_verifies_the_server_against_the_ca_file(tmp_path: Path) -> None:
+    import ssl
+
+    ca, other_ca, cert, key = _tls_files(tmp_path)
+    server_ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server_ctx.load_cert_chain(cert, key)
+    async with serve(
+        _echo,
+        "127.0.0.1",
+        0,
+        subprotocols=["ocpp1.6"],
+        ssl=server_ctx,  # type: ignore[list-item]
+    ) as srv:
+        port = next(iter(srv.sockets)).getsockname()[1]
+        target = TargetConfig(url=f"wss://127.0.0.1:{port}", ca_file=ca)
+        settings = ConnectSettings.from_target(target, target.url or "", None)
+        ws = await open_connection(settings, "CP-1", "ocpp1.6")
+        try:
+            await ws.send("[2]")
+            assert await asyncio.wait_for(ws.recv(), 2) == "[2]"
+        finally:
+            await ws.close()
+        # A server the CA did not sign: a clear error, never a silent insecure fallback.
+        wrong = TargetConfig(url=f"wss://127.0.0.1:{port}", ca_file=other_ca)
+        settings = ConnectSettings.from_target(wrong, wrong.url or "", None)
+        with pytest.raises(TransportError, match="TLS certificate verification failed"):
+            await open_connection(settings, "CP-1", "ocpp1.6")
+    with pytest.raises(TransportError, match="ca_file"):
+        ConnectSettings.from_target(
+            TargetConfig(url="wss://127.0.0.1:1", ca_file=tmp_path / "none.pem"), "wss://x", None
+        )
