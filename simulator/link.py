@@ -19,6 +19,7 @@ from functools import partial
 from typing import TYPE_CHECKING, Protocol
 
 import simpy
+from ocpp.v16.enums import Action as V16Action
 
 from simulator.clock import OnlineClock
 from simulator.protocol.base import Outbound, ProtocolAdapter
@@ -39,6 +40,7 @@ if TYPE_CHECKING:
     from simulator.station import Connector, Station
 
 log = logging.getLogger(__name__)
+_HEARTBEAT = V16Action.heartbeat.value  # the same name in 2.0.1
 
 
 class LinkObserver(RpcObserver, Protocol):
@@ -386,8 +388,11 @@ class ChargerLink:
         self._timer = None
         if self.state is not LinkState.READY or self.ctx.draining:
             return
-        self.queue.append(self.adapter.heartbeat(self.ctx.clock.sim_now()))
-        self._wake()
+        # A charger that is behind (a slow CSMS, a saturated generator) has one heartbeat
+        # waiting at most: a real one would not send a backlog of them.
+        if not any(message.action == _HEARTBEAT for message in self.queue):
+            self.queue.append(self.adapter.heartbeat(self.ctx.clock.sim_now()))
+            self._wake()
         self._arm_heartbeat()
 
     def _cancel_timer(self) -> None:

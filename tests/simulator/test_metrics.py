@@ -351,3 +351,22 @@ def test_serve_on_taken_port_raises_clear_oserror() -> None:
         with pytest.raises(OSError, match=f"cannot serve Prometheus metrics on 127.0.0.1:{port}"):
             metrics.serve(port)
         assert metrics.server_port is None
+
+
+def test_call_histogram_buckets_follow_prometheus_le_semantics() -> None:
+    metrics = FleetMetrics()
+    for latency in (0.0005, 0.001, 0.0011, 0.3, 99.0):
+        metrics.call_done("2.0.1", "Heartbeat", "result", latency, latency / 2)
+    text = generate_latest(metrics.registry).decode()
+    buckets = {
+        sample.labels["le"]: sample.value
+        for family in text_string_to_metric_families(text)
+        if family.name == "fleetsim_ocpp_call_duration_seconds"
+        for sample in family.samples
+        if sample.name.endswith("_bucket")
+    }
+    # A value equal to a bound counts in that bound's bucket; counts are cumulative.
+    assert buckets["0.001"] == 2
+    assert buckets["0.0025"] == 3
+    assert buckets["0.25"] == 3 and buckets["0.5"] == 4
+    assert buckets["30.0"] == 4 and buckets["+Inf"] == 5
