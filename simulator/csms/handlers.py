@@ -7,6 +7,7 @@ Handlers build camelCase payload dicts directly and record what they hear in the
 from __future__ import annotations
 
 import time
+from abc import ABC, abstractmethod
 from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -90,7 +91,7 @@ def _lenient(handler: Callable[[dict[str, Any]], dict[str, Any]], code: str) -> 
     return guarded
 
 
-class Session:
+class Session(ABC):
     """One charger's connection as the CSMS sees it; also the rpc observer of that connection,
     which is where messages are counted and `last_seen` is refreshed.
 
@@ -117,8 +118,9 @@ class Session:
         self.validated = validated
         self.known = store.is_booted(charger_id)
 
+    @abstractmethod
     def _table(self) -> Mapping[str, Callable[[dict[str, Any]], dict[str, Any]]]:
-        raise NotImplementedError
+        """The version's handlers by action name."""
 
     def handlers(self) -> dict[str, Handler]:
         """The handler table to give RpcConnection (built once per connection)."""
@@ -141,7 +143,8 @@ class Session:
     def call_done(
         self, version: str, action: str, outcome: str, latency_s: float, rtt_s: float
     ) -> None:
-        pass
+        """CSMS-initiated calls are not measured here (the chargers' side measures)."""
+        return None
 
     def invalid_frame(self, version: str, direction: str, action: str | None, reason: str) -> None:
         self.counters.invalid_frames += 1
