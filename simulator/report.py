@@ -278,6 +278,21 @@ def render_summary(report: dict[str, Any], checks: list[SloCheck], console: Cons
     )
     for reason in invalid["reasons"][:5]:
         console.print(Text(f"  invalid x{reason['count']}: {reason['reason']}"))
+    ledger = report.get("ledger")
+    if isinstance(ledger, dict):
+        console.print(
+            f"transactions started {ledger['transactions_started']}, ended "
+            f"{ledger['transactions_ended']}, open {ledger['transactions_open']}; messages "
+            f"dropped {ledger['messages_dropped']}, unsent at the end {ledger['messages_unsent']}"
+        )
+        if ledger["messages_unsent"]:
+            console.print(
+                Text(
+                    "  messages were still queued when the run ended: the CSMS (or the "
+                    "generator) could not keep up with the traffic offered",
+                    style="yellow",
+                )
+            )
 
     if not checks:
         console.print("SLO: none configured")

@@ -303,6 +303,7 @@ class Runner:
             clock_task,
             asyncio.create_task(self._sample_power(fleet)),
             asyncio.create_task(_freeze_when_connected(links)),
+            asyncio.create_task(_probe_loop_lag(metrics)),
         ]
         if self.options.live:
             panel = LivePanel(metrics, self.console)
@@ -381,6 +382,17 @@ class Runner:
         while True:
             self.metrics.set_fleet_power_kw(_fleet_power_kw(fleet))
             await asyncio.sleep(1.0)
+
+
+async def _probe_loop_lag(metrics: FleetMetrics, period_s: float = 0.1) -> None:
+    """Schedule lag of the event loop itself: how late a 100 ms sleep wakes up.
+
+    The clock reports lag only when simulation events fall due; protocol timers (heartbeats,
+    retries) run on the loop, so a generator saturated by them alone shows here."""
+    while True:
+        began = time.monotonic()
+        await asyncio.sleep(period_s)
+        metrics.schedule_lag(time.monotonic() - began - period_s)
 
 
 async def _freeze_when_connected(links: list[ChargerLink], patience_s: float = 120.0) -> None:

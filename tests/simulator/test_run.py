@@ -97,3 +97,17 @@ async def test_an_early_stop_still_stops_cleanly_and_reports(csms: CsmsServer) -
     assert result.report["interrupted"] is True
     assert result.report["wall_s"] < 10
     assert result.report["ledger"]["transactions_open"] == 0
+
+
+async def test_a_stalled_generator_shows_in_the_schedule_lag(csms: CsmsServer) -> None:
+    import time
+
+    runner = Runner(busy_scenario(duration="3s"), _options(csms.url))
+    task = asyncio.create_task(runner.run())
+    await asyncio.sleep(1.5)
+    time.sleep(0.5)  # the generator's thread is busy: nothing due can run
+    async with asyncio.timeout(60):
+        result = await task
+    lag = result.report["schedule_lag_ms"]
+    assert lag["max"] >= 400.0, lag
+    assert lag["p50"] < 100.0, lag
