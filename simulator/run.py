@@ -114,11 +114,19 @@ async def embedded_csms(
         str(round(heartbeat_s)),
         "--log-level",
         "WARNING",
+        "--exit-with-parent",
     ]
     if not validate:
         args.append("--no-validate")
+    # Its own session: a Ctrl-C in the terminal reaches the whole foreground process group,
+    # and the CSMS must outlive the runner's clean stop, which still delivers the last
+    # StopTransactions; the runner terminates it afterwards.
     proc = await asyncio.create_subprocess_exec(
-        *args, stdout=subprocess.PIPE, stderr=None, stdin=subprocess.DEVNULL
+        *args,
+        stdout=subprocess.PIPE,
+        stderr=None,
+        stdin=subprocess.PIPE,  # closed when this process ends, however it ends
+        start_new_session=True,
     )
     try:
         assert proc.stdout is not None

@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
+import signal
 import sys
+import threading
 from pathlib import Path
 
 from simulator.csms.server import CsmsConfig, run_csms
@@ -33,7 +36,24 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--id-tags", type=Path, default=None, help="file of accepted tags")
     parser.add_argument("--no-validate", action="store_true", help="skip schema validation")
     parser.add_argument("--log-level", default="INFO")
+    parser.add_argument(
+        "--exit-with-parent",
+        action="store_true",
+        help="stop cleanly when stdin closes (the parent process ended, however it ended)",
+    )
     return parser.parse_args(argv)
+
+
+def _stop_when_stdin_closes() -> None:
+    """A child started in its own session is out of reach of the terminal's signals, so it
+    would outlive a parent killed with SIGKILL; the parent's end of the pipe closing tells."""
+
+    def watch() -> None:
+        while sys.stdin.buffer.read(4096):
+            pass
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
 
 
 def _ready(port: int) -> None:
@@ -55,6 +75,8 @@ def main(argv: list[str] | None = None) -> None:
         id_tags=None if args.id_tags is None else read_id_tags(args.id_tags),
         validate=not args.no_validate,
     )
+    if args.exit_with_parent:
+        _stop_when_stdin_closes()
     run_csms(config, _ready)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -185,3 +186,86 @@ def test_fleetsim_csms_serves_until_terminated(tmp_path: Path) -> None:
     finally:
         if proc.poll() is None:
             proc.kill()
+
+
+def test_ctrl_c_to_the_process_group_still_delivers_the_last_messages(tmp_path: Path) -> None:
+    # A terminal's Ctrl-C signals every process of the foreground group, the embedded CSMS
+    # included: the run must still stop its transactions cleanly against a live CSMS.
+    scenario = _scenario_file(tmp_path, duration="10m")
+    report_path = tmp_path / "report.json"
+    proc = subprocess.Popen(
+        [
+            *FLEETSIM,
+            "run",
+            str(scenario),
+            "--metrics-port",
+            "0",
+            "-q",
+            "--report",
+            str(report_path),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,  # a process group of its own, like a terminal job
+    )
+    try:
+        time.sleep(4.0)
+        os.killpg(proc.pid, signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 0, out + err
+    report = json.loads(report_path.read_text(encoding="utf-8"))
+    assert report["interrupted"] is True
+    assert report["ledger"]["transactions_started"] > 0
+    assert report["ledger"]["transactions_open"] == 0
+    assert report["ledger"]["messages_unsent"] == 0
+
+
+def _csms_children(pid: int) -> list[int]:
+    """Processes whose parent is `pid` and whose command line runs the embedded CSMS."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            cmdline = (stat.parent / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if int(fields[1]) == pid and b"simulator.csms" in cmdline:
+            found.append(int(stat.parent.name))
+    return found
+
+
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="reads the process table from /proc")
+def test_the_embedded_csms_does_not_outlive_a_killed_run(tmp_path: Path) -> None:
+    scenario = _scenario_file(tmp_path, duration="10m")
+    proc = subprocess.Popen(
+        [*FLEETSIM, "run", str(scenario), "--metrics-port", "0", "-q"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        children: list[int] = []
+        while not children and time.monotonic() < deadline:
+            time.sleep(0.2)
+            children = _csms_children(proc.pid)
+        assert children, "the embedded CSMS never started"
+        time.sleep(3.0)  # let it come up and the run start (a dying parent breaks its pipe)
+        proc.kill()
+        proc.wait(timeout=10)
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline and any(Path(f"/proc/{c}").exists() for c in children):
+            time.sleep(0.2)
+        alive = [c for c in children if Path(f"/proc/{c}/stat").exists()]
+        # A zombie (state Z) has exited; only its parent's reaping is missing.
+        running = [c for c in alive if Path(f"/proc/{c}/stat").read_text().split()[2] != "Z"]
+        assert running == []
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        for child in _csms_children(1) + _csms_children(proc.pid):
+            with contextlib.suppress(OSError):
+                os.kill(child, signal.SIGKILL)
