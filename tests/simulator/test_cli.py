@@ -246,9 +246,9 @@ def test_the_embedded_csms_does_not_outlive_a_killed_run(tmp_path: Path) -> None
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
+    children: list[int] = []
     try:
         deadline = time.monotonic() + 30
-        children: list[int] = []
         while not children and time.monotonic() < deadline:
             time.sleep(0.2)
             children = _csms_children(proc.pid)
@@ -266,6 +266,6 @@ def test_the_embedded_csms_does_not_outlive_a_killed_run(tmp_path: Path) -> None
     finally:
         if proc.poll() is None:
             proc.kill()
-        for child in _csms_children(1) + _csms_children(proc.pid):
+        for child in children:  # only the CSMS this test started, should it have survived
             with contextlib.suppress(OSError):
                 os.kill(child, signal.SIGKILL)
