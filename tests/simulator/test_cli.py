@@ -125,7 +125,18 @@ def test_an_unreachable_csms_is_reported_and_fails_the_run(tmp_path: Path) -> No
     assert "Traceback" not in proc.stderr
 
 
-def test_sigterm_ends_a_run_cleanly_with_a_report(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    "how",
+    [
+        "sigterm",  # a supervisor stops the run
+        # A terminal's Ctrl-C signals every process of the foreground group, the embedded CSMS
+        # included: the run must still stop its transactions cleanly against a live CSMS.
+        "ctrl-c to the group",
+    ],
+)
+def test_a_signal_ends_a_run_cleanly_and_delivers_the_last_messages(
+    tmp_path: Path, how: str
+) -> None:
     scenario = _scenario_file(tmp_path, duration="10m")
     report_path = tmp_path / "report.json"
     proc = subprocess.Popen(
@@ -142,18 +153,23 @@ def test_sigterm_ends_a_run_cleanly_with_a_report(tmp_path: Path) -> None:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        start_new_session=True,  # a process group of its own, like a terminal job
     )
     try:
         time.sleep(4.0)
-        proc.send_signal(signal.SIGTERM)
+        if how == "sigterm":
+            proc.send_signal(signal.SIGTERM)
+        else:
+            os.killpg(proc.pid, signal.SIGINT)
         out, err = proc.communicate(timeout=60)
     finally:
         if proc.poll() is None:
-            proc.kill()
+            os.killpg(proc.pid, signal.SIGKILL)
     assert proc.returncode == 0, out + err
     report = json.loads(report_path.read_text(encoding="utf-8"))
     assert report["interrupted"] is True
     assert report["wall_s"] < 30
+    assert report["ledger"]["transactions_started"] > 0
     assert report["ledger"]["transactions_open"] == 0
     assert report["ledger"]["messages_unsent"] == 0
 
@@ -186,42 +202,6 @@ def test_fleetsim_csms_serves_until_terminated(tmp_path: Path) -> None:
     finally:
         if proc.poll() is None:
             proc.kill()
-
-
-def test_ctrl_c_to_the_process_group_still_delivers_the_last_messages(tmp_path: Path) -> None:
-    # A terminal's Ctrl-C signals every process of the foreground group, the embedded CSMS
-    # included: the run must still stop its transactions cleanly against a live CSMS.
-    scenario = _scenario_file(tmp_path, duration="10m")
-    report_path = tmp_path / "report.json"
-    proc = subprocess.Popen(
-        [
-            *FLEETSIM,
-            "run",
-            str(scenario),
-            "--metrics-port",
-            "0",
-            "-q",
-            "--report",
-            str(report_path),
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,  # a process group of its own, like a terminal job
-    )
-    try:
-        time.sleep(4.0)
-        os.killpg(proc.pid, signal.SIGINT)
-        out, err = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-    assert proc.returncode == 0, out + err
-    report = json.loads(report_path.read_text(encoding="utf-8"))
-    assert report["interrupted"] is True
-    assert report["ledger"]["transactions_started"] > 0
-    assert report["ledger"]["transactions_open"] == 0
-    assert report["ledger"]["messages_unsent"] == 0
 
 
 def _csms_children(pid: int) -> list[int]:
