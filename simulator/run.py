@@ -300,42 +300,8 @@ class Runner:
         # The fleet is built: freeze it out of the collector's way, collect young objects less
         # often, and freeze again once the connections are up (see _freeze_when_connected).
         gc.collect()
-        gc_quiet = quiet_gc()
-        gc_quiet.__enter__()
-        wall_start = time.monotonic()
-        clock.start()
-        for link in links:
-            link.start()
-        clock_task = asyncio.create_task(clock.run())
-        tasks = [
-            clock_task,
-            asyncio.create_task(self._sample_power(fleet)),
-            asyncio.create_task(_freeze_when_connected(links)),
-            asyncio.create_task(_probe_loop_lag(metrics)),
-        ]
-        if self.options.live:
-            panel = LivePanel(metrics, self.console)
-            tasks.append(asyncio.create_task(panel.run(self.stop_event)))
-        try:
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(self.duration_s):
-                    await self.stop_event.wait()
-            self.stop_event.set()
-            sim_s = clock.sim_now() - clock.sim0
-            clock.stop()
-            await clock_task
-            await self._finish(fleet, links, ctx)
-            connected_end = sum(1 for link in links if link.state is LinkState.READY)
-        finally:
-            self.stop_event.set()
-            ctx.closing = True
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-            await asyncio.gather(*(link.close() for link in links), return_exceptions=True)
-            metrics.close()
-            gc_quiet.__exit__(None, None, None)
-        wall_s = time.monotonic() - wall_start
+        with quiet_gc():
+            sim_s, connected_end, wall_s = await self._drive(fleet, links, ctx)
         metrics.set_fleet_power_kw(0.0)
         report = build_report(
             metrics,
@@ -368,6 +334,46 @@ class Runner:
         checks = evaluate_slos(scenario.slo, report)
         report["slo"] = slo_section(checks)
         return RunResult(report, checks, self.interrupted, target, db, links)
+
+    async def _drive(
+        self, fleet: Fleet, links: list[ChargerLink], ctx: LinkContext
+    ) -> tuple[float, int, float]:
+        """Run the fleet until the duration ends or a stop is requested, then stop it cleanly;
+        returns (simulated seconds, chargers connected at the end, wall seconds)."""
+        metrics, clock = self.metrics, ctx.clock
+        wall_start = time.monotonic()
+        clock.start()
+        for link in links:
+            link.start()
+        clock_task = asyncio.create_task(clock.run())
+        tasks = [
+            clock_task,
+            asyncio.create_task(self._sample_power(fleet)),
+            asyncio.create_task(_freeze_when_connected(links)),
+            asyncio.create_task(_probe_loop_lag(metrics)),
+        ]
+        if self.options.live:
+            panel = LivePanel(metrics, self.console)
+            tasks.append(asyncio.create_task(panel.run(self.stop_event)))
+        try:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.duration_s):
+                    await self.stop_event.wait()
+            self.stop_event.set()
+            sim_s = clock.sim_now() - clock.sim0
+            clock.stop()
+            await clock_task
+            await self._finish(fleet, links, ctx)
+            connected_end = sum(1 for link in links if link.state is LinkState.READY)
+        finally:
+            self.stop_event.set()
+            ctx.closing = True
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            await asyncio.gather(*(link.close() for link in links), return_exceptions=True)
+            metrics.close()
+        return sim_s, connected_end, time.monotonic() - wall_start
 
     async def _finish(self, fleet: Fleet, links: list[ChargerLink], ctx: LinkContext) -> None:
         """Stop open transactions (if the scenario says so) and let the queues drain."""
