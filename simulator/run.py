@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
-import signal
 import subprocess
 import sys
 import tempfile
@@ -38,6 +37,7 @@ from simulator.protocol.v16 import V16Adapter
 from simulator.protocol.v201 import V201Adapter
 from simulator.report import LivePanel, SloCheck, build_report, evaluate_slos, slo_section
 from simulator.scenario import Scenario, parse_duration
+from simulator.signals import stop_on_signals
 from simulator.station import Station
 from simulator.transport import (
     Backoff,
@@ -432,16 +432,8 @@ def run_scenario(
 
     async def main() -> RunResult:
         runner = Runner(scenario, options, console)
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            with contextlib.suppress(NotImplementedError, RuntimeError):
-                loop.add_signal_handler(sig, runner.request_stop)
-        try:
+        with stop_on_signals(asyncio.get_running_loop(), runner.request_stop):
             return await runner.run()
-        finally:
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                with contextlib.suppress(NotImplementedError, RuntimeError):
-                    loop.remove_signal_handler(sig)
 
     return uvloop.run(main())
 

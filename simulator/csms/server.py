@@ -8,9 +8,7 @@ chosen only by `run_csms`, the process entry point.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import signal
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from http import HTTPStatus
@@ -27,6 +25,7 @@ from simulator.csms.handlers import CsmsCounters, Policy, Session, V16Session, V
 from simulator.csms.store import CsmsStore
 from simulator.rpc import RpcConnection
 from simulator.schemas import CHARGER_ACTIONS, FrameValidator
+from simulator.signals import stop_on_signals
 
 log = logging.getLogger(__name__)
 
@@ -211,24 +210,17 @@ class CsmsServer:
 
 
 async def _serve_until_signalled(config: CsmsConfig, ready: Callable[[int], None] | None) -> None:
-    loop = asyncio.get_running_loop()
     stop = asyncio.Event()
-    signals = (signal.SIGINT, signal.SIGTERM)
-    for sig in signals:
-        with contextlib.suppress(NotImplementedError):  # no signal handlers on Windows loops
-            loop.add_signal_handler(sig, stop.set)
     server = CsmsServer(config)
-    try:
-        await server.start()
-        if ready is not None:
-            ready(server.port)
-        await stop.wait()
-        log.info("CSMS shutting down")
-    finally:
-        await server.stop()
-        for sig in signals:
-            with contextlib.suppress(NotImplementedError):
-                loop.remove_signal_handler(sig)
+    with stop_on_signals(asyncio.get_running_loop(), stop.set):
+        try:
+            await server.start()
+            if ready is not None:
+                ready(server.port)
+            await stop.wait()
+            log.info("CSMS shutting down")
+        finally:
+            await server.stop()
 
 
 def run_csms(config: CsmsConfig, ready: Callable[[int], None] | None = None) -> None:
