@@ -236,8 +236,12 @@ def run(
     ] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no live panel")] = False,
 ) -> None:
-    """Run the fleet online: every charger holds an OCPP websocket to the CSMS in scaled real
-    time. Exit code 1 when an SLO of the scenario is broken."""
+    """Run the fleet online against a CSMS, each charger on its own OCPP websocket.
+
+    Time runs at --speed simulated seconds per wall second. What is not given here comes from
+    the scenario's `online:` section; a CSMS password comes from online.target.password_env
+    or password_file, never from the command line. Exit code 1 when an SLO of the scenario is
+    broken or no charger could connect, 2 on a usage error."""
     from simulator.report import render_summary, write_report
     from simulator.run import RunError, RunOptions, run_scenario
 

@@ -7,13 +7,16 @@ import copy
 import functools
 import itertools
 import json
+import math
 from collections.abc import Callable
 from datetime import UTC, datetime
 from importlib import resources
+from types import SimpleNamespace
 from typing import Any
 
 import fastjsonschema
 import simpy
+from hypothesis import strategies as st
 
 from models.demand import EvDemand
 from models.physics import ChargePlan, CurrentType, EvseRating
@@ -24,6 +27,27 @@ from simulator.station import Connector, ConnectorStatus, Site, Station, Station
 
 AC11 = EvseRating(CurrentType.AC, 11.0, 3)
 DC50 = EvseRating(CurrentType.DC, 50.0)
+
+# Stand-ins for a connector in the meter-value property tests: only the EVSE id and the
+# station's rating are read when a sample is formatted.
+AC_CONNECTOR = SimpleNamespace(
+    evse_id=2,
+    station=SimpleNamespace(spec=SimpleNamespace(rating=EvseRating(CurrentType.AC, 22.0))),
+)
+DC_CONNECTOR = SimpleNamespace(
+    evse_id=1, station=SimpleNamespace(spec=SimpleNamespace(rating=DC50))
+)
+
+# Any meter sample the physics could produce, and some it could not (0 phases, NaN SoC).
+meter_samples = st.builds(
+    MeterSample,
+    energy_wh=st.floats(0.0, 1e9),
+    power_w=st.floats(0.0, 400_000.0),
+    current_a=st.floats(0.0, 1000.0),
+    phases=st.sampled_from([0, 1, 3]),
+    voltage_v=st.floats(0.0, 1000.0),
+    soc=st.one_of(st.just(math.nan), st.floats(0.0, 1.0)),
+)
 START = datetime(2025, 3, 1, tzinfo=UTC)
 STAMPS = Timestamps(START)
 NOW_ISO = "2025-03-01T00:00:00.000Z"

@@ -10,18 +10,21 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from models.physics import ChargingLimit, CurrentType, EvseRating
+from models.physics import ChargingLimit
 from simulator.events import MeterSample, StopReason
 from simulator.protocol.base import ChargerIdentity, Outbound
 from simulator.protocol.v16 import UNKNOWN_TRANSACTION_ID, V16Adapter
 from simulator.station import ConnectorStatus, Transaction
 
 from .harness import (
+    AC_CONNECTOR,
     DC50,
+    DC_CONNECTOR,
     STAMPS,
     Harness,
     ev,
     identity,
+    meter_samples,
     station,
     transactions,
     validate_request,
@@ -282,30 +285,13 @@ def test_every_stop_reason_is_a_valid_1_6_reason(reason: StopReason) -> None:
     assert h.payloads("StartTransaction")[0]["meterStart"] == 1000
 
 
-_AC = SimpleNamespace(
-    evse_id=2,
-    station=SimpleNamespace(spec=SimpleNamespace(rating=EvseRating(CurrentType.AC, 22.0))),
-)
-_DC = SimpleNamespace(evse_id=1, station=SimpleNamespace(spec=SimpleNamespace(rating=DC50)))
-
-samples = st.builds(
-    MeterSample,
-    energy_wh=st.floats(0.0, 1e9),
-    power_w=st.floats(0.0, 400_000.0),
-    current_a=st.floats(0.0, 1000.0),
-    phases=st.sampled_from([0, 1, 3]),
-    voltage_v=st.floats(0.0, 1000.0),
-    soc=st.one_of(st.just(math.nan), st.floats(0.0, 1.0)),
-)
-
-
 @settings(max_examples=300, deadline=None)
-@given(sample=samples, dc=st.booleans(), acknowledged=st.booleans())
+@given(sample=meter_samples, dc=st.booleans(), acknowledged=st.booleans())
 def test_any_meter_sample_makes_valid_meter_values(
     sample: MeterSample, dc: bool, acknowledged: bool
 ) -> None:
     a = adapter()
-    connector: Any = _DC if dc else _AC
+    connector: Any = DC_CONNECTOR if dc else AC_CONNECTOR
     tx: Any = SimpleNamespace(seq=5)
     if acknowledged:
         start = Outbound("StartTransaction", {}, 0.0, True, tx)

@@ -10,18 +10,20 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from models.physics import ChargingLimit, CurrentType, EvseRating
+from models.physics import ChargingLimit
 from simulator.events import MeterSample, StopReason
 from simulator.protocol.base import ChargerIdentity
 from simulator.protocol.v201 import V201Adapter, transaction_id_prefix
 from simulator.station import ConnectorStatus, Transaction
 
 from .harness import (
-    DC50,
+    AC_CONNECTOR,
+    DC_CONNECTOR,
     STAMPS,
     Harness,
     ev,
     identity,
+    meter_samples,
     station,
     transactions,
     validate_request,
@@ -326,30 +328,13 @@ def test_transaction_ids_fit_36_characters_and_stay_distinct() -> None:
     assert len(events_by_tx(h)) == 1  # validated against the schema's maxLength on the way
 
 
-_AC = SimpleNamespace(
-    evse_id=2,
-    station=SimpleNamespace(spec=SimpleNamespace(rating=EvseRating(CurrentType.AC, 22.0))),
-)
-_DC = SimpleNamespace(evse_id=1, station=SimpleNamespace(spec=SimpleNamespace(rating=DC50)))
-
-samples = st.builds(
-    MeterSample,
-    energy_wh=st.floats(0.0, 1e9),
-    power_w=st.floats(0.0, 400_000.0),
-    current_a=st.floats(0.0, 1000.0),
-    phases=st.sampled_from([0, 1, 3]),
-    voltage_v=st.floats(0.0, 1000.0),
-    soc=st.one_of(st.just(math.nan), st.floats(0.0, 1.0)),
-)
-
-
 @settings(max_examples=200, deadline=None)
-@given(first=samples, rest=st.lists(samples, max_size=4), dc=st.booleans())
+@given(first=meter_samples, rest=st.lists(meter_samples, max_size=4), dc=st.booleans())
 def test_any_meter_samples_make_valid_transaction_events(
     first: MeterSample, rest: list[MeterSample], dc: bool
 ) -> None:
     a = adapter()
-    connector: Any = _DC if dc else _AC
+    connector: Any = DC_CONNECTOR if dc else AC_CONNECTOR
     tx: Any = SimpleNamespace(seq=3, id_tag="0123ABCD", meter_start_wh=first.energy_wh)
     (started,) = a.transaction_started(connector, tx, first, 0.0)
     events = [started.payload]
