@@ -14,8 +14,11 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import TypeVar
 
 import simpy
+
+T = TypeVar("T")
 
 # Young-generation threshold while a run is in progress. A run allocates millions of small
 # acyclic objects (events, rows); CPython's default of 700 makes the collector walk them
@@ -129,6 +132,26 @@ class OnlineClock:
         succeed a SimPy event with a CSMS answer), waking the clock task if it sleeps."""
         self._inbox.append(callback)
         self._wake()
+
+    def execute(self, command: Callable[[], T]) -> asyncio.Future[T]:
+        """Run `command` inside the simulation at the current simulated time (like
+        `call_soon`) and return a future of its result, for protocol handlers that answer a
+        CSMS from the station's state. An exception in `command` fails the future."""
+        loop = self._loop or asyncio.get_running_loop()
+        future: asyncio.Future[T] = loop.create_future()
+
+        def run() -> None:
+            if future.cancelled():
+                return
+            try:
+                result = command()
+            except Exception as exc:  # handed to whoever awaits the answer
+                future.set_exception(exc)
+            else:
+                future.set_result(result)
+
+        self.call_soon(run)
+        return future
 
     def stop(self) -> None:
         """Make `run` return after the events now due."""

@@ -29,6 +29,9 @@ class StopReason(StrEnum):
     DE_AUTHORIZED = "DeAuthorized"
     POWER_LOSS = "PowerLoss"
     REBOOT = "Reboot"
+    HARD_RESET = "HardReset"  # 1.6 Reset Hard; 2.0.1 Reset Immediate
+    SOFT_RESET = "SoftReset"
+    UNLOCK_COMMAND = "UnlockCommand"
     OTHER = "Other"
 
 

@@ -4,8 +4,9 @@ adapter interface, and OCPP timestamps. No I/O here.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol
 
 import simpy
@@ -28,7 +29,8 @@ class Outbound:
     `tx` ties the message to the station's transaction, so the payload can be completed at send
     time (1.6: the transactionId the CSMS assigned to StartTransaction arrives later).
     `waiter` is the SimPy event a station is waiting on for the answer (Authorize);
-    `attempts` counts failed deliveries of a transactional message.
+    `attempts` counts failed deliveries of a transactional message; `on_result` learns from
+    the CALLRESULT of a message the protocol operations sent (a triggered BootNotification).
     """
 
     action: str
@@ -38,6 +40,7 @@ class Outbound:
     tx: Transaction | None = None
     waiter: simpy.Event | None = None
     attempts: int = 0
+    on_result: Callable[[dict[str, Any]], None] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +64,14 @@ class Timestamps:
 
     def iso(self, t: float) -> str:
         return (self._start + timedelta(seconds=t)).isoformat(timespec="milliseconds") + "Z"
+
+    def seconds(self, stamp: str) -> float:
+        """The simulated time of an OCPP timestamp (the inverse of `iso`); a timestamp without
+        a zone is read as UTC. Raises ValueError for text that is not a timestamp."""
+        moment = datetime.fromisoformat(stamp.strip().replace("z", "Z"))
+        if moment.tzinfo is not None:
+            moment = moment.astimezone(UTC).replace(tzinfo=None)
+        return (moment - self._start).total_seconds()
 
 
 class ProtocolAdapter(Protocol):

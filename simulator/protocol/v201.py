@@ -110,6 +110,10 @@ _STOPPED_REASON: dict[StopReason, str] = {
     StopReason.DE_AUTHORIZED: _R.de_authorized.value,
     StopReason.POWER_LOSS: _R.power_loss.value,
     StopReason.REBOOT: _R.reboot.value,
+    StopReason.HARD_RESET: _R.immediate_reset.value,
+    StopReason.SOFT_RESET: _R.immediate_reset.value,
+    # 2.0.1 UnlockConnector never stops a transaction (F05); a 1.6-style unlock stop is "Other".
+    StopReason.UNLOCK_COMMAND: _R.other.value,
     StopReason.OTHER: _R.other.value,
 }
 # The triggerReason of the Ended event, per the 2.0.1 TriggerReasonEnumType definitions and the
@@ -124,6 +128,9 @@ _STOP_TRIGGER: dict[StopReason, str] = {
     StopReason.DE_AUTHORIZED: _T.deauthorized.value,
     StopReason.POWER_LOSS: _T.abnormal_condition.value,
     StopReason.REBOOT: _T.reset_command.value,
+    StopReason.HARD_RESET: _T.reset_command.value,
+    StopReason.SOFT_RESET: _T.reset_command.value,
+    StopReason.UNLOCK_COMMAND: _T.unlock_command.value,
     StopReason.OTHER: _T.abnormal_condition.value,
 }
 
