@@ -329,6 +329,83 @@ class DemandStream:
         self._pos += 1
         return ev
 
+    # -- one driver outside the stream -------------------------------------------------------
+
+    def walk_in(self, t: float, rng: np.random.Generator) -> EvDemand:
+        """One EV arriving at simulated time `t`, outside the stream: what it wants and how long
+        it stays are drawn from the same session model as the stream's EVs, but from `rng`, so
+        the stream's own draws are untouched (a remotely started driver who walks up).
+
+        Depot params give the depot vehicle, wanting a day's kilometres and staying until its
+        next departure.
+        """
+        if isinstance(self.params, DemandParams):
+            return self._walk_in_session(self.params, t, rng)
+        return self._walk_in_depot(self.params, t, rng)
+
+    def _walk_in_session(self, p: DemandParams, t: float, rng: np.random.Generator) -> EvDemand:
+        cols, vidx, tag = self._draw_sessions(p, 1, rng)
+        m = self._model
+        if m.n_components:
+            # The component by local arrival time, as the stream chooses it (one-minute cells).
+            cells = _MIXTURE_CELLS_PER_HOUR
+            cell = min(int(self.calendar.local_hour(t) * cells), 24 * cells - 1)
+            comp = bisect_right(m.mix_cum_rows[cell], float(cols[4, 0]))
+            dwell = float(cols[5 + min(comp, m.n_components - 1), 0])
+        else:
+            dwell = float(cols[4, 0])
+        vi = int(vidx[0])
+        return EvDemand(
+            t,
+            self._vehicles[vi],
+            vi,
+            float(cols[0, 0]),
+            float(cols[1, 0]),
+            float(cols[2, 0]),
+            dwell,
+            p.departure == "when_charged",
+            p.handling_min * 60.0,
+            float(cols[3, 0]),
+            p.patience_min * 60.0,
+            tag,
+        )
+
+    def _walk_in_depot(self, p: DepotParams, t: float, rng: np.random.Generator) -> EvDemand:
+        vehicle = self._depot_vehicle
+        battery = vehicle.battery_kwh
+        km = p.daily_km_mean + p.daily_km_sd * float(rng.standard_normal())
+        energy = min(
+            max(km, 0.05 * p.daily_km_mean) * p.consumption_kwh_per_km,
+            (p.soc_target - p.min_soc_arrival) * battery,
+        )
+        soc_arr = max(p.soc_target - energy / battery, p.min_soc_arrival)
+        # Stays until the next departure on an operating day at least the minimum dwell away.
+        day = self.calendar.day_of(t)
+        hs, operating, _ = _depot_window(
+            self.calendar, day, _DEPOT_LOOKAHEAD_DAYS, p.operating_days
+        )
+        dep_h = _hours(p.departure_h, rng, _DEPOT_LOOKAHEAD_DAYS)
+        leave = t + SECONDS_PER_HOUR * 24.0
+        for i in range(_DEPOT_LOOKAHEAD_DAYS):
+            dep = _clock(hs[i], dep_h[i])
+            if operating[i] and dep >= t + MIN_DEPOT_DWELL_S:
+                leave = dep
+                break
+        return EvDemand(
+            t,
+            vehicle,
+            0,
+            soc_arr,
+            p.soc_target,
+            (p.soc_target - soc_arr) * battery,
+            leave - t,
+            False,
+            0.0,
+            p.ac_taper_soc,
+            p.patience_min * 60.0,
+            _hex_text(rng, 1),
+        )
+
     # -- stochastic (passenger-car) sites ----------------------------------------------------
 
     def _stochastic_block(self, p: DemandParams, d0: int, d1: int) -> list[EvDemand]:
@@ -460,14 +537,18 @@ class DemandStream:
         self._chunk_pos = start + n
         return start
 
-    def _draw_sessions(self, p: DemandParams, n: int) -> tuple[np.ndarray, np.ndarray, str]:
+    def _draw_sessions(
+        self, p: DemandParams, n: int, rng: np.random.Generator | None = None
+    ) -> tuple[np.ndarray, np.ndarray, str]:
         """n sessions: float rows, vehicle indices and their id tags (16 hex digits each).
 
         Rows: soc_arrival, soc_target, energy, taper, then either the connection time in
         seconds (no mixture), or the component-choice uniform followed by one stay in seconds
-        per mixture component (chosen once the arrival hour is known).
+        per mixture component (chosen once the arrival hour is known). Drawn from `rng`, by
+        default the sessions stream.
         """
-        rng = self.streams.sessions
+        if rng is None:
+            rng = self.streams.sessions
         m = self._model
         vidx = self.mix.indices(rng, n)
         battery = self._battery[vidx]

@@ -73,7 +73,9 @@ class Fleet:
                 streams = charger_streams(scenario.seed, resolved.name, index)
                 demand = DemandStream(resolved.params, calendar, streams, self.mix, day_factor)
                 cid = charger_id(scenario.charger_id_pattern, resolved.name, index)
-                station = Station(env, site, index, cid, spec, sink, authorizer, demand)
+                station = Station(
+                    env, site, index, cid, spec, sink, authorizer, demand, rng=streams.misc
+                )
                 self.stations.append(station)
 
     def _day_factor(self, resolved: ResolvedSite) -> Callable[[int], float] | None:

@@ -7,10 +7,11 @@ three-line file runs. This module reads files and validates; it builds nothing.
 
 from __future__ import annotations
 
+import itertools
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -20,6 +21,15 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from models.archetypes import ARCHETYPES, Archetype, get_archetype, with_overrides
 from models.physics import CurrentType, EvseRating
+from models.smart_charging import (
+    ChargingProfile,
+    ChargingProfileKind,
+    ChargingProfilePurpose,
+    ChargingRateUnit,
+    ChargingSchedule,
+    RecurrencyKind,
+    SchedulePeriod,
+)
 from models.vehicles import CATALOGUE, VehicleMix, vehicle_by_name, vehicle_names
 
 BUNDLED_DIR = Path(__file__).resolve().parent.parent / "scenarios"
@@ -40,8 +50,25 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class DataTransferRuleConfig(_Strict):
+    """How a charger answers a DataTransfer from the CSMS: the first rule whose vendor id (and
+    message id, when the rule gives one) matches decides."""
+
+    vendor_id: str = Field(min_length=1, max_length=255, description="vendorId to match")
+    message_id: str | None = Field(
+        None, max_length=50, description="messageId to match (unset: any message of the vendor)"
+    )
+    status: Literal["Accepted", "Rejected", "UnknownMessageId", "UnknownVendorId"] = Field(
+        "Accepted", description="status of the answer"
+    )
+    data: str | None = Field(None, description="data returned with the answer")
+
+
 class ChargerModel(_Strict):
-    """The hardware of a site's chargers; unset fields come from the archetype's default."""
+    """The hardware of a site's chargers, and how they behave under CSMS operations (reboot,
+    firmware, uploads, remote starts, data transfer); unset hardware fields come from the
+    archetype's default. Durations are means in simulated seconds: each draw is uniform on
+    0.5-1.5 x the mean."""
 
     kind: Literal["ac", "dc"] | None = Field(None, description="AC or DC charger")
     power_kw: Annotated[float, Field(gt=0, le=1000)] | None = Field(
@@ -59,6 +86,210 @@ class ChargerModel(_Strict):
     vendor: str = Field("fleetsim", min_length=1, max_length=20)
     model: str = Field("VirtualCharger", min_length=1, max_length=20)
     firmware: str = Field("1.0.0", min_length=1, max_length=50)
+    reboot_s: float = Field(
+        30.0, ge=0, le=3600, description="seconds a reset or firmware install keeps it down"
+    )
+    firmware_download_s: float = Field(
+        60.0, ge=0, le=86400, description="seconds to download a firmware image"
+    )
+    firmware_install_s: float = Field(
+        120.0, ge=0, le=86400, description="seconds to install a firmware image"
+    )
+    firmware_download_failure_p: float = Field(
+        0.0, ge=0, le=1, description="probability that a firmware download attempt fails"
+    )
+    firmware_install_failure_p: float = Field(
+        0.0, ge=0, le=1, description="probability that a firmware installation fails"
+    )
+    upload_s: float = Field(
+        30.0, ge=0, le=86400, description="seconds to upload diagnostics or a log"
+    )
+    upload_failure_p: float = Field(
+        0.0, ge=0, le=1, description="probability that an upload attempt fails"
+    )
+    remote_start_plug_in_s: float = Field(
+        30.0,
+        ge=0,
+        le=3600,
+        description="seconds until the driver plugs in after a remote start without an EV",
+    )
+    remote_start_no_show_p: float = Field(
+        0.0,
+        ge=0,
+        le=1,
+        description="probability that the driver of such a remote start never plugs in",
+    )
+    data_transfer: tuple[DataTransferRuleConfig, ...] = Field(
+        (), description="DataTransfer answers; no matching rule: UnknownVendorId"
+    )
+
+
+_TIME_OF_DAY = re.compile(
+    r"^\s*(?:(Mon|Tue|Wed|Thu|Fri|Sat|Sun)\s+)?([01]?\d|2[0-3]):([0-5]\d)(?::([0-5]\d))?\s*$"
+)
+_WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+
+
+def parse_offset(text: str | float) -> float:
+    """Seconds in an offset such as `0s`, `90m`, `4h` or `3600` (zero allowed, unlike
+    `parse_duration`)."""
+    match = _DURATION.match(str(text))
+    if match is None:
+        raise ValueError(f"cannot read {text!r} (expected e.g. 0s, 90m, 4h)")
+    return float(match.group(1)) * _DURATION_UNITS[match.group(2)]
+
+
+class LoadManagementConfig(_Strict):
+    """A site's grid connection limit and the policy that shares it among its sessions."""
+
+    grid_limit_kw: float = Field(
+        gt=0, le=1_000_000, description="most the site may draw from the grid, in kW"
+    )
+    policy: Literal["equal_share", "fcfs", "edf"] = Field(
+        "equal_share",
+        description="equal_share: max-min fair shares; fcfs: first come, first served; "
+        "edf: earliest departure first",
+    )
+    reaction_s: float = Field(
+        0.0,
+        ge=0,
+        le=3600,
+        description="offline: simulated seconds between a session starting or ending and the "
+        "new limits taking effect (0: at once). Online the CSMS's round trips decide it",
+    )
+
+
+class SchedulePeriodConfig(_Strict):
+    """One step of a charging schedule: `limit` from `start` after the schedule begins."""
+
+    start: str = Field("0s", description="offset from the schedule's start: 0s, 90m, 4h")
+    limit: float = Field(ge=0, le=1_000_000, description="limit in the profile's unit")
+    phases: Literal[1, 2, 3] | None = Field(None, description="phases the EVSE may use")
+
+    @field_validator("start")
+    @classmethod
+    def _readable_start(cls, value: str) -> str:
+        parse_offset(value)
+        return value
+
+
+class ChargingProfileConfig(_Strict):
+    """A static charging profile installed on every station of the site (offline runs).
+
+    Recurring profiles start at a local time of day ("17:00"; weekly: "Mon 17:00") and then
+    repeat every 24 h (or 7 days) of elapsed time, as OCPP defines it; Absolute profiles start
+    at an ISO date-time (naive: the scenario's time zone) or, without one, at each
+    transaction's start; Relative ones at each transaction's start.
+    """
+
+    purpose: Literal["TxDefaultProfile", "ChargingStationMaxProfile", "ChargePointMaxProfile"] = (
+        Field(description="TxDefaultProfile (per session) or ChargingStationMaxProfile (station)")
+    )
+    kind: Literal["Absolute", "Recurring", "Relative"] = Field(
+        "Recurring", description="how the schedule is anchored in time"
+    )
+    recurrency: Literal["Daily", "Weekly"] | None = Field(
+        None, description="Recurring only: how often it repeats"
+    )
+    start: str | None = Field(
+        None,
+        description="Recurring: local time of day ('17:00', weekly 'Mon 17:00'); "
+        "Absolute: ISO date-time; Relative: not given",
+    )
+    unit: Literal["W", "A"] = Field("W", description="W: total power; A: current per phase")
+    periods: list[SchedulePeriodConfig] = Field(min_length=1, max_length=1024)
+    duration: str | None = Field(None, description="length of the schedule (default: open)")
+    min_charging_rate: float | None = Field(
+        None, ge=0, description="lowest rate the EV should charge at, in the profile's unit"
+    )
+    stack_level: int = Field(0, ge=0, le=1000, description="higher stack levels take precedence")
+    evse: int = Field(0, ge=0, le=16, description="EVSE it applies to; 0: every EVSE / station")
+
+    @field_validator("duration")
+    @classmethod
+    def _readable_duration(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_duration(value)
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ChargingProfileConfig:
+        recurring = self.kind == "Recurring"
+        if recurring != (self.recurrency is not None):
+            raise ValueError("recurrency is required for, and only for, kind Recurring")
+        if recurring:
+            if self.start is None:
+                raise ValueError("a Recurring profile needs a start ('17:00' or 'Mon 17:00')")
+            match = _TIME_OF_DAY.match(self.start)
+            if match is None:
+                raise ValueError(f"start {self.start!r}: expected a local time such as '17:00'")
+            if (match.group(1) is not None) != (self.recurrency == "Weekly"):
+                raise ValueError(
+                    "a Weekly profile starts at a weekday and time ('Mon 17:00'), "
+                    "a Daily one at a time of day ('17:00')"
+                )
+        elif self.kind == "Relative" and self.start is not None:
+            raise ValueError("a Relative profile starts with each transaction: remove start")
+        elif self.kind == "Absolute" and self.start is not None:
+            try:
+                datetime.fromisoformat(self.start)
+            except ValueError:
+                raise ValueError(
+                    f"start {self.start!r}: expected an ISO date-time such as 2025-01-06T17:00"
+                ) from None
+        starts = [parse_offset(p.start) for p in self.periods]
+        if starts[0] != 0:
+            raise ValueError("the first period must start at 0s")
+        if any(b <= a for a, b in itertools.pairwise(starts)):
+            raise ValueError("period starts must be strictly increasing")
+        if self.purpose != "TxDefaultProfile" and self.evse != 0:
+            raise ValueError("a ChargingStationMaxProfile applies to the station: evse must be 0")
+        return self
+
+    def to_profile(self, profile_id: int, origin: datetime, timezone: str) -> ChargingProfile:
+        """The profile on the simulation's time axis, whose 0 is the aware instant `origin`.
+
+        A recurring start is the last occurrence of its local time at or before `origin`, so
+        the profile is in force from the first simulated second."""
+        tz = ZoneInfo(timezone)
+        start_s: float | None = None
+        recurrency = None
+        if self.kind == "Recurring":
+            assert self.start is not None and self.recurrency is not None
+            recurrency = RecurrencyKind(self.recurrency)
+            match = _TIME_OF_DAY.match(self.start)
+            assert match is not None
+            day, hh, mm, ss = match.groups()
+            local = origin.astimezone(tz)
+            anchor = datetime(
+                local.year, local.month, local.day, int(hh), int(mm), int(ss or 0), tzinfo=tz
+            )
+            if day is not None:
+                anchor -= timedelta(days=(local.weekday() - _WEEKDAYS.index(day)) % 7)
+            start_s = (anchor.astimezone(UTC) - origin).total_seconds()
+            while start_s > 0:
+                start_s -= recurrency.period_s
+        elif self.kind == "Absolute" and self.start is not None:
+            moment = datetime.fromisoformat(self.start)
+            if moment.tzinfo is None:
+                moment = moment.replace(tzinfo=tz)
+            start_s = (moment.astimezone(UTC) - origin).total_seconds()
+        schedule = ChargingSchedule(
+            ChargingRateUnit(self.unit),
+            tuple(SchedulePeriod(parse_offset(p.start), p.limit, p.phases) for p in self.periods),
+            duration_s=None if self.duration is None else parse_duration(self.duration),
+            start_s=start_s,
+            min_charging_rate=self.min_charging_rate,
+        )
+        return ChargingProfile(
+            profile_id=profile_id,
+            stack_level=self.stack_level,
+            purpose=ChargingProfilePurpose.parse(self.purpose),
+            kind=ChargingProfileKind(self.kind),
+            schedule=schedule,
+            recurrency=recurrency,
+            evse_id=self.evse,
+        )
 
 
 class SiteConfig(_Strict):
@@ -78,6 +309,15 @@ class SiteConfig(_Strict):
     demand: dict[str, Any] = Field(
         default_factory=dict, description="overrides of the archetype's demand parameters"
     )
+    load_management: LoadManagementConfig | None = Field(
+        None, description="a grid limit for the whole site and the policy that shares it"
+    )
+    charging_profiles: list[ChargingProfileConfig] = Field(
+        default_factory=list,
+        max_length=64,
+        description="static charging profiles installed on every charger of the site "
+        "(offline runs)",
+    )
 
     @field_validator("archetype")
     @classmethod
@@ -87,6 +327,26 @@ class SiteConfig(_Strict):
                 f"unknown archetype {value!r}; expected one of {', '.join(sorted(ARCHETYPES))}"
             )
         return value
+
+    @model_validator(mode="after")
+    def _profiles_apply(self) -> SiteConfig:
+        seen: dict[tuple[str, int, int], int] = {}
+        for i, p in enumerate(self.charging_profiles):
+            purpose = ChargingProfilePurpose.parse(p.purpose).value
+            if self.load_management is not None and purpose == "TxDefaultProfile":
+                raise ValueError(
+                    f"charging_profiles[{i}]: a TxDefaultProfile never applies under "
+                    "load_management (every transaction gets a TxProfile, which takes "
+                    "precedence); use a ChargingStationMaxProfile"
+                )
+            key = (purpose, p.evse, p.stack_level)
+            if key in seen:
+                raise ValueError(
+                    f"charging_profiles[{i}] has the purpose, evse and stack_level of "
+                    f"charging_profiles[{seen[key]}] and would replace it"
+                )
+            seen[key] = i
+        return self
 
     @property
     def site_name(self) -> str:
