@@ -13,10 +13,11 @@ import contextlib
 import logging
 import random
 from collections import deque
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import IntEnum
 from functools import partial
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import simpy
 from ocpp.v16.enums import Action as V16Action
@@ -29,6 +30,7 @@ from simulator.rpc import (
     CallResult,
     CallTimeout,
     ConnectionLost,
+    Handler,
     RpcConnection,
     RpcObserver,
 )
@@ -37,6 +39,7 @@ from simulator.transport import Backoff, ConnectionRamp, ConnectSettings, Transp
 from simulator.transport import open_connection as _open_connection
 
 if TYPE_CHECKING:
+    from simulator.charger import ChargerControl
     from simulator.station import Connector, Station
 
 log = logging.getLogger(__name__)
@@ -53,6 +56,19 @@ class LinkObserver(RpcObserver, Protocol):
     def connect_failed(self, reason: str) -> None: ...
 
     def disconnected(self) -> None: ...
+
+
+class Operations(Protocol):
+    """The CSMS-initiated side of a charger: its handlers, one table per connection."""
+
+    def handlers(self) -> Mapping[str, Handler]: ...
+
+
+# How long a rebooting charger waits, in wall seconds, for its last transaction messages (the
+# StopTransactions of the reset) to be delivered before it closes the connection.
+REBOOT_DRAIN_S = 2.0
+# ...and at least this long, so the answer to the Reset itself goes out first.
+REBOOT_GRACE_S = 0.05
 
 
 class LinkState(IntEnum):
@@ -111,12 +127,17 @@ class ChargerLink:
     """
 
     __slots__ = (
+        "_after_boot",
+        "_boot_now",
         "_kick",
+        "_reboot_until",
         "_timer",
         "adapter",
         "attempts",
+        "control",
         "ctx",
         "heartbeat_s",
+        "operations",
         "queue",
         "rpc",
         "state",
@@ -124,18 +145,30 @@ class ChargerLink:
         "task",
     )
 
-    def __init__(self, station: Station, adapter: ProtocolAdapter, ctx: LinkContext) -> None:
+    def __init__(
+        self,
+        station: Station,
+        adapter: ProtocolAdapter,
+        ctx: LinkContext,
+        control: ChargerControl | None = None,
+        operations: Operations | None = None,
+    ) -> None:
         self.station = station
         self.adapter = adapter
         self.ctx = ctx
+        self.control = control
+        self.operations = operations
         self.state = LinkState.OFFLINE
         self.queue: deque[Outbound] = deque()
         self.rpc: RpcConnection | None = None
         self.task: asyncio.Task[None] | None = None
-        self.heartbeat_s = ctx.heartbeat_s
+        self.heartbeat_s = ctx.heartbeat_s if control is None else control.settings.heartbeat_s
         self.attempts = 0
         self._kick: asyncio.Future[None] | None = None
         self._timer: asyncio.TimerHandle | None = None
+        self._after_boot: list[Outbound] | None = None
+        self._reboot_until = 0.0  # loop time before which a rebooting charger stays away
+        self._boot_now = False
 
     def __repr__(self) -> str:
         return f"<ChargerLink {self.station.charger_id} {self.state.name}>"
@@ -160,6 +193,59 @@ class ChargerLink:
                 self._drop_oldest()
             queue.append(message)
         self._wake()
+
+    def send_after_boot(self, messages: list[Outbound]) -> None:
+        """Send messages right after the next accepted boot, behind the connector statuses
+        (a firmware update's Installed, which a charger reports once it is up again)."""
+        if messages:
+            if self._after_boot is None:
+                self._after_boot = []
+            self._after_boot.extend(messages)
+
+    def set_heartbeat(self, seconds: float) -> None:
+        """A new heartbeat interval (simulated s) takes effect at once: the next heartbeat is
+        due `seconds` from now. 0 or less turns heartbeats off, as OCPP allows."""
+        self.heartbeat_s = seconds
+        if self.control is not None:
+            self.control.settings.heartbeat_s = seconds
+        if self.state is LinkState.READY:
+            self._arm_heartbeat()
+
+    def boot_now(self) -> None:
+        """A CSMS triggered a BootNotification while the boot is Pending: send it now rather
+        than at the end of the retry interval (just after the trigger's own answer)."""
+        if self.state is LinkState.BOOTING:
+            asyncio.get_running_loop().call_later(REBOOT_GRACE_S, self._interrupt_boot_wait)
+
+    def _interrupt_boot_wait(self) -> None:
+        self._boot_now = True
+        self._wake()
+
+    def rebooting(self, downtime_s: float) -> None:
+        """The charger restarts: deliver what the reset produced (its StopTransactions) for a
+        moment, close the connection, and stay away for `downtime_s` simulated seconds before
+        connecting and booting again. Transaction messages still queued survive, as always."""
+        loop = asyncio.get_running_loop()
+        self._reboot_until = loop.time() + self.ctx.wall_delay(max(downtime_s, 0.0))
+        self.attempts = 0
+        self._cancel_timer()
+        rpc = self.rpc
+        if rpc is not None and not rpc.closed:
+            task = loop.create_task(self._close_for_reboot(rpc))
+            _BACKGROUND.add(task)
+            task.add_done_callback(_BACKGROUND.discard)
+
+    async def _close_for_reboot(self, rpc: RpcConnection) -> None:
+        loop = asyncio.get_running_loop()
+        began = loop.time()
+        await asyncio.sleep(REBOOT_GRACE_S)
+        # Everything the reset produced goes out first: the StopTransactions, and a firmware
+        # update's InstallRebooting, which is not transactional but must not be lost.
+        while loop.time() - began < REBOOT_DRAIN_S and not rpc.closed and self.queue:
+            await asyncio.sleep(0.01)
+        if self.state is LinkState.READY:
+            self.state = LinkState.BOOTING  # nothing new goes out while shutting down
+        await rpc.ws.close(1000, "rebooting")
 
     def authorize(self, connector: Connector, id_tag: str) -> bool | simpy.Event:
         """Ask the CSMS about an id tag; offline, the charger authorises locally (1.6
@@ -199,6 +285,10 @@ class ChargerLink:
         observer = ctx.observer
         reconnect = False
         while not ctx.closing:
+            if self._reboot_until > loop.time():
+                await asyncio.sleep(self._reboot_until - loop.time())
+                if ctx.closing:
+                    return
             await ctx.ramp.acquire()
             if ctx.closing:
                 return
@@ -220,6 +310,7 @@ class ChargerLink:
             rpc = RpcConnection(
                 ws,
                 self.adapter.version,
+                handlers=None if self.operations is None else self.operations.handlers(),
                 validator=ctx.validator(self.adapter.version),
                 observer=observer,
                 call_timeout_s=ctx.call_timeout_s,
@@ -238,6 +329,8 @@ class ChargerLink:
                     reader.cancel()
             if ctx.closing:
                 return
+            if self._reboot_until > loop.time():
+                continue  # a reboot: reconnect when it is over, not after a backoff
             # A connection that held for a while resets the backoff: the next drop is news.
             if loop.time() - connected_at > 60.0:
                 self.attempts = 0
@@ -272,13 +365,23 @@ class ChargerLink:
         # Outside a simulation step env.now is the time of the last event; the wall clock
         # says what simulated time it is now.
         self.queue.extend(self.adapter.connector_statuses(self.station, self.ctx.clock.sim_now()))
+        if self._after_boot:
+            self.queue.extend(self._after_boot)
+            self._after_boot = None
         self._arm_heartbeat()
         await self._deliver(rpc)
 
     async def _boot(self, rpc: RpcConnection) -> bool:
         """BootNotification until Accepted; Pending and Rejected retry after their interval."""
         ctx = self.ctx
+        control = self.control
+        adapter: Any = self.adapter
         while not rpc.closed and not ctx.closing:
+            if control is not None:
+                # What this boot says about itself: the firmware now installed and (2.0.1) why
+                # the charger (re)started.
+                adapter.firmware = control.firmware_version
+                adapter.boot_reason = control.boot_reason
             message = self.adapter.boot_notification(ctx.clock.sim_now())
             outcome = await rpc.call(message.action, message.payload)
             retry_s = ctx.boot_retry_s
@@ -289,19 +392,27 @@ class ChargerLink:
                 if status == "Accepted":
                     if interval > 0:
                         self.heartbeat_s = interval
+                        if control is not None:
+                            control.settings.heartbeat_s = interval
+                    if control is not None:
+                        control.boot_reason = "PowerUp"  # a later reconnect is no reboot
                     return True
                 if interval > 0:
                     retry_s = interval
-            if not await self._pause(rpc, ctx.wall_delay(retry_s)):
+            self._boot_now = False
+            if not await self._pause(rpc, ctx.wall_delay(retry_s), boot_trigger=True):
                 return False
         return False
 
-    async def _pause(self, rpc: RpcConnection, seconds: float) -> bool:
+    async def _pause(self, rpc: RpcConnection, seconds: float, boot_trigger: bool = False) -> bool:
         """Sleep `seconds`, but give up when the connection drops; False if it did. New
-        messages wake the task but do not end the pause."""
+        messages wake the task but do not end the pause; with `boot_trigger` a triggered
+        BootNotification (`boot_now`) does."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + seconds
         while loop.time() < deadline:
+            if boot_trigger and self._boot_now:
+                break
             if rpc.closed or self.ctx.closing:
                 return False
             waiter: asyncio.Future[None] = loop.create_future()
@@ -338,13 +449,20 @@ class ChargerLink:
             retry = self._settle(message, outcome)
             if retry:
                 self.queue.appendleft(message)
-                if not await self._pause(rpc, ctx.wall_delay(ctx.message_retry_s)):
+                control = self.control
+                retry_s = (
+                    ctx.message_retry_s if control is None else control.settings.message_retry_s
+                )
+                # OCPP: the n-th retry waits n times the retry interval.
+                if not await self._pause(rpc, ctx.wall_delay(retry_s * message.attempts)):
                     return
 
     def _settle(self, message: Outbound, outcome: CallOutcome) -> bool:
         """Act on a CALL's outcome; True if a transactional message must be sent again."""
         if isinstance(outcome, CallResult):
             self.adapter.accepted(message, outcome.payload)
+            if message.on_result is not None:
+                message.on_result(outcome.payload)
             if message.waiter is not None:
                 self._answer(message.waiter, self.adapter.authorize_outcome(outcome.payload))
             return False
@@ -353,7 +471,11 @@ class ChargerLink:
             self._answer(message.waiter, isinstance(outcome, CallTimeout))
         if message.transactional and isinstance(outcome, CallError | CallTimeout):
             message.attempts += 1
-            if message.attempts < self.ctx.message_attempts:
+            control = self.control
+            attempts = (
+                self.ctx.message_attempts if control is None else control.settings.message_attempts
+            )
+            if message.attempts < attempts:
                 return True
             self.ctx.dropped += 1
             log.warning(
@@ -381,6 +503,8 @@ class ChargerLink:
 
     def _arm_heartbeat(self) -> None:
         self._cancel_timer()
+        if self.heartbeat_s <= 0:
+            return
         loop = asyncio.get_running_loop()
         self._timer = loop.call_later(self.ctx.wall_delay(self.heartbeat_s), self._heartbeat)
 
@@ -404,6 +528,10 @@ class ChargerLink:
         kick = self._kick
         if kick is not None and not kick.done():
             kick.set_result(None)
+
+
+# Strong references to fire-and-forget tasks (the loop only keeps weak ones).
+_BACKGROUND: set[asyncio.Task[None]] = set()
 
 
 def _release(waiter: asyncio.Future[None]) -> None:

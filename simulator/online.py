@@ -16,9 +16,20 @@ from models.demand import EvDemand
 from models.physics import ChargePlan
 from simulator.events import MeterSample
 from simulator.link import ChargerLink
+from simulator.site_power import SitePowerMeter
+from simulator.station import ConnectorStatus
 
 if TYPE_CHECKING:
-    from simulator.station import Connector, ConnectorStatus, Site, Station, Transaction
+    from simulator.station import Connector, Site, Station, Transaction
+
+_NOT_DRAWING = frozenset(
+    {
+        ConnectorStatus.SUSPENDED_EV,
+        ConnectorStatus.SUSPENDED_EVSE,
+        ConnectorStatus.FINISHING,
+        ConnectorStatus.AVAILABLE,
+    }
+)
 
 
 class TransactionObserver(Protocol):
@@ -58,10 +69,11 @@ class OnlineSink:
     """Station sink and authoriser of an online run: each event goes to its charger's adapter,
     and the messages it makes go to the charger's link."""
 
-    def __init__(self, observer: TransactionObserver) -> None:
+    def __init__(self, observer: TransactionObserver, power: SitePowerMeter | None = None) -> None:
         self.links: dict[Station, ChargerLink] = {}
         self.ledger = Ledger()
         self.observer = observer
+        self.power = power
 
     def attach(self, link: ChargerLink) -> None:
         self.links[link.station] = link
@@ -69,6 +81,9 @@ class OnlineSink:
     # -- StationSink ---------------------------------------------------------------------------
 
     def status_changed(self, connector: Connector, status: ConnectorStatus, t: float) -> None:
+        if self.power is not None and status in _NOT_DRAWING:
+            # A full EV (SuspendedEV) ends its plan without a new one: it draws nothing now.
+            self.power.planned(connector, 0.0, t)
         link = self.links.get(connector.station)
         if link is not None:
             link.send(link.adapter.status_changed(connector, status, t))
@@ -82,6 +97,8 @@ class OnlineSink:
     def charge_planned(
         self, connector: Connector, tx: Transaction, plan: ChargePlan, t: float
     ) -> None:
+        if self.power is not None:
+            self.power.planned(connector, plan.power_at(0.0) * 1000.0, t)
         link = self.links[connector.station]
         link.send(link.adapter.charge_planned(connector, tx, plan, t))
 
@@ -92,6 +109,8 @@ class OnlineSink:
         link.send(link.adapter.meter_sampled(connector, tx, sample, t))
 
     def transaction_ended(self, connector: Connector, tx: Transaction, t: float) -> None:
+        if self.power is not None:
+            self.power.planned(connector, 0.0, t)
         link = self.links[connector.station]
         energy = self.ledger.record_end(link.charger_id, link.adapter.reported_energy_wh(tx))
         self.observer.transaction_ended(energy)
@@ -106,4 +125,10 @@ class OnlineSink:
     # -- Authorizer ----------------------------------------------------------------------------
 
     def authorize(self, connector: Connector, id_tag: str) -> bool | simpy.Event:
-        return self.links[connector.station].authorize(connector, id_tag)
+        link = self.links[connector.station]
+        control = link.control
+        if control is None:
+            return link.authorize(connector, id_tag)
+        # The charger's own authorisation logic (local list, cache, offline rules) decides
+        # first and asks the CSMS through the link only when it has to.
+        return control.authorize(connector, id_tag)

@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import hashlib
 import math
+from collections.abc import Collection
 from typing import TYPE_CHECKING, Any
 
 from ocpp.v16.enums import ChargePointStatus
 from ocpp.v201.enums import (
     Action,
     BootReasonEnumType,
+    ChargingLimitSourceEnumType,
     ChargingStateEnumType,
     ConnectorStatusEnumType,
     IdTokenEnumType,
@@ -38,6 +40,13 @@ _HEARTBEAT = Action.heartbeat.value
 _STATUS = Action.status_notification.value
 _AUTHORIZE = Action.authorize.value
 _TX_EVENT = Action.transaction_event.value
+_METER_VALUES = Action.meter_values.value
+_FIRMWARE_STATUS = Action.firmware_status_notification.value
+_LOG_STATUS = Action.log_status_notification.value
+_NOTIFY_REPORT = Action.notify_report.value
+_REPORT_PROFILES = Action.report_charging_profiles.value
+_RESERVATION_STATUS = Action.reservation_status_update.value
+_SIGN_CERTIFICATE = Action.sign_certificate.value
 
 _POWER_UP = BootReasonEnumType.power_up.value
 _ISO14443 = IdTokenEnumType.iso14443.value
@@ -48,6 +57,9 @@ _T = TriggerReasonEnumType
 _AUTHORIZED = _T.authorized.value
 _STATE_CHANGED = _T.charging_state_changed.value
 _PERIODIC_TRIGGER = _T.meter_value_periodic.value
+_REMOTE_START = _T.remote_start.value
+_TRIGGER = _T.trigger.value
+_CSO = ChargingLimitSourceEnumType.cso.value
 _EV_CONNECTED = ChargingStateEnumType.ev_connected.value
 _IDLE = ChargingStateEnumType.idle.value
 
@@ -59,6 +71,7 @@ _SOC = MeasurandEnumType.soc.value
 _PERIODIC = ReadingContextEnumType.sample_periodic.value
 _TX_BEGIN = ReadingContextEnumType.transaction_begin.value
 _TX_END = ReadingContextEnumType.transaction_end.value
+_TRIGGER_CONTEXT = ReadingContextEnumType.trigger.value
 _OUTLET = LocationEnumType.outlet.value
 _EV = LocationEnumType.ev.value
 _U = StandardizedUnitsOfMeasureType
@@ -152,77 +165,101 @@ def transaction_id_prefix(charger_id: str) -> str:
     return f"{charger_id[: _PREFIX_MAX - len(digest) - 1]}~{digest}"
 
 
-def sampled_values(kind: CurrentType, sample: MeterSample) -> list[dict[str, Any]]:
-    """The periodic sampledValue list of one meter reading, values as JSON numbers."""
-    values: list[dict[str, Any]] = [
-        {
-            "value": round(sample.energy_wh, 1),
-            "context": _PERIODIC,
-            "measurand": _ENERGY,
-            "location": _OUTLET,
-            "unitOfMeasure": {"unit": _WH},
-        },
-        {
-            "value": round(sample.power_w, 1),
-            "context": _PERIODIC,
-            "measurand": _POWER,
-            "unitOfMeasure": {"unit": _W},
-        },
-    ]
+def sampled_values(
+    kind: CurrentType,
+    sample: MeterSample,
+    measurands: Collection[str] | None = None,
+    context: str = _PERIODIC,
+) -> list[dict[str, Any]]:
+    """The sampledValue list of one meter reading, values as JSON numbers.
+
+    `measurands` (SampledDataCtrlr.TxUpdatedMeasurands and the like) keeps only the listed
+    measurands; None keeps every one the meter has. `context` is the reading context
+    (Sample.Periodic, or Trigger for a TriggerMessage)."""
+    values: list[dict[str, Any]] = []
+    if measurands is None or _ENERGY in measurands:
+        values.append(
+            {
+                "value": round(sample.energy_wh, 1),
+                "context": context,
+                "measurand": _ENERGY,
+                "location": _OUTLET,
+                "unitOfMeasure": {"unit": _WH},
+            }
+        )
+    if measurands is None or _POWER in measurands:
+        values.append(
+            {
+                "value": round(sample.power_w, 1),
+                "context": context,
+                "measurand": _POWER,
+                "unitOfMeasure": {"unit": _W},
+            }
+        )
+    with_current = measurands is None or _CURRENT in measurands
+    with_voltage = measurands is None or _VOLTAGE in measurands
     if kind is CurrentType.DC:
         # DC has one current and one voltage, neither belonging to a phase.
-        values.append(
-            {
-                "value": round(sample.current_a, 2),
-                "context": _PERIODIC,
-                "measurand": _CURRENT,
-                "unitOfMeasure": {"unit": _A},
-            }
-        )
-        values.append(
-            {
-                "value": round(sample.voltage_v, 1),
-                "context": _PERIODIC,
-                "measurand": _VOLTAGE,
-                "unitOfMeasure": {"unit": _V},
-            }
-        )
-    else:
-        phases = min(max(sample.phases, 0), 3)
-        current = round(sample.current_a, 2)
-        for phase in _CURRENT_PHASES[phases]:
+        if with_current:
             values.append(
                 {
-                    "value": current,
-                    "context": _PERIODIC,
+                    "value": round(sample.current_a, 2),
+                    "context": context,
                     "measurand": _CURRENT,
-                    "phase": phase,
                     "unitOfMeasure": {"unit": _A},
                 }
             )
-        voltage = round(sample.voltage_v, 1)
-        for phase in _VOLTAGE_PHASES[phases]:
+        if with_voltage:
             values.append(
                 {
-                    "value": voltage,
-                    "context": _PERIODIC,
+                    "value": round(sample.voltage_v, 1),
+                    "context": context,
                     "measurand": _VOLTAGE,
-                    "phase": phase,
                     "unitOfMeasure": {"unit": _V},
                 }
             )
-    if not math.isnan(sample.soc):
+    else:
+        phases = min(max(sample.phases, 0), 3)
+        if with_current:
+            current = round(sample.current_a, 2)
+            for phase in _CURRENT_PHASES[phases]:
+                values.append(
+                    {
+                        "value": current,
+                        "context": context,
+                        "measurand": _CURRENT,
+                        "phase": phase,
+                        "unitOfMeasure": {"unit": _A},
+                    }
+                )
+        if with_voltage:
+            voltage = round(sample.voltage_v, 1)
+            for phase in _VOLTAGE_PHASES[phases]:
+                values.append(
+                    {
+                        "value": voltage,
+                        "context": context,
+                        "measurand": _VOLTAGE,
+                        "phase": phase,
+                        "unitOfMeasure": {"unit": _V},
+                    }
+                )
+    if not math.isnan(sample.soc) and (measurands is None or _SOC in measurands):
         # The model's SoC is a 0..1 fraction; OCPP reports percent.
         values.append(
             {
                 "value": round(sample.soc * 100.0, 1),
-                "context": _PERIODIC,
+                "context": context,
                 "measurand": _SOC,
                 "location": _EV,
                 "unitOfMeasure": {"unit": _PERCENT},
             }
         )
     return values
+
+
+# The measurands this meter can report, in the order sampled_values lists them.
+METER_MEASURANDS: tuple[str, ...] = (_ENERGY, _POWER, _CURRENT, _VOLTAGE, _SOC)
 
 
 class _TxState:
@@ -242,9 +279,23 @@ class V201Adapter:
     statuses, so most 1.6 transitions send nothing) and, per open transaction (keyed by the
     station's transaction number, `Transaction` being unhashable), its seqNo counter and last
     reported charging state, dropped when the Ended event is made.
+
+    Three attributes are set from outside: `firmware` and `boot_reason` (the link sets them
+    from the charger's control before each boot: a firmware update changes the version, a
+    reset makes the next boot a RemoteReset), and `measurands` (the operations set it from
+    SampledDataCtrlr.TxUpdatedMeasurands; None reports every measurand the meter has).
     """
 
-    __slots__ = ("_identity", "_sent_status", "_stamps", "_tx_prefix", "_txs")
+    __slots__ = (
+        "_identity",
+        "_sent_status",
+        "_stamps",
+        "_tx_prefix",
+        "_txs",
+        "boot_reason",
+        "firmware",
+        "measurands",
+    )
 
     version = "2.0.1"
     subprotocol = "ocpp2.0.1"
@@ -256,18 +307,29 @@ class V201Adapter:
         # Indexed by EVSE id (index 0 unused): grown on first use, None = nothing sent yet.
         self._sent_status: list[str | None] = []
         self._txs: dict[int, _TxState] = {}
+        self.firmware = identity.firmware
+        self.boot_reason = _POWER_UP
+        self.measurands: Collection[str] | None = None
+
+    @property
+    def identity(self) -> ChargerIdentity:
+        return self._identity
+
+    @property
+    def stamps(self) -> Timestamps:
+        return self._stamps
 
     # -- charger-level messages ----------------------------------------------------------------
 
     def boot_notification(self, t: float) -> Outbound:
         identity = self._identity
         payload = {
-            "reason": _POWER_UP,
+            "reason": self.boot_reason,
             "chargingStation": {
                 "model": identity.model[:_MODEL_MAX],
                 "vendorName": identity.vendor[:_VENDOR_MAX],
                 "serialNumber": identity.serial[:_SERIAL_MAX],
-                "firmwareVersion": identity.firmware[:_FIRMWARE_MAX],
+                "firmwareVersion": self.firmware[:_FIRMWARE_MAX],
             },
         }
         return Outbound(_BOOT, payload, t)
@@ -319,19 +381,29 @@ class V201Adapter:
         state = self._txs[tx.seq] = _TxState()
         state.seq_no = 1
         stamp = self._stamps.iso(t)
-        payload = {
+        info: dict[str, Any] = {
+            "transactionId": self.transaction_id(tx),
+            "chargingState": _EV_CONNECTED,
+        }
+        payload: dict[str, Any] = {
             "eventType": _STARTED,
             "timestamp": stamp,
             "triggerReason": _AUTHORIZED,
             "seqNo": 0,
-            "transactionInfo": {
-                "transactionId": self.transaction_id(tx),
-                "chargingState": _EV_CONNECTED,
-            },
+            "transactionInfo": info,
             "evse": {"id": connector.evse_id, "connectorId": 1},
             "idToken": {"idToken": tx.id_tag, "type": _ISO14443},
             "meterValue": [_register(stamp, tx.meter_start_wh, _TX_BEGIN)],
         }
+        if tx.started_remotely:
+            # F01/F02: the first event after a RequestStartTransaction says so and carries
+            # its remoteStartId, which is how the CSMS matches the two.
+            payload["triggerReason"] = _REMOTE_START
+            if tx.remote_id is not None:
+                info["remoteStartId"] = tx.remote_id
+        if tx.reservation_id is not None:
+            # H03: the transaction consumed this reservation.
+            payload["reservationId"] = tx.reservation_id
         return [Outbound(_TX_EVENT, payload, t, True, tx)]
 
     def charge_planned(
@@ -345,6 +417,10 @@ class V201Adapter:
     def meter_sampled(
         self, connector: Connector, tx: Transaction, sample: MeterSample, t: float
     ) -> list[Outbound]:
+        values = sampled_values(connector.station.spec.rating.kind, sample, self.measurands)
+        if not values:
+            # TxUpdatedMeasurands is empty: a periodic event would carry nothing.
+            return []
         stamp = self._stamps.iso(t)
         payload = {
             "eventType": _UPDATED,
@@ -352,12 +428,7 @@ class V201Adapter:
             "triggerReason": _PERIODIC_TRIGGER,
             "seqNo": self._next_seq_no(tx),
             "transactionInfo": {"transactionId": self.transaction_id(tx)},
-            "meterValue": [
-                {
-                    "timestamp": stamp,
-                    "sampledValue": sampled_values(connector.station.spec.rating.kind, sample),
-                }
-            ],
+            "meterValue": [{"timestamp": stamp, "sampledValue": values}],
         }
         return [Outbound(_TX_EVENT, payload, t, True, tx)]
 
@@ -390,6 +461,144 @@ class V201Adapter:
     def transaction_id(self, tx: Transaction) -> str:
         """The charger-generated transactionId: unique per charger and transaction, <= 36."""
         return f"{self._tx_prefix}-{tx.seq}"
+
+    def transaction_id_of(self, seq: int | str) -> str:
+        """The transactionId of the station's transaction number `seq` (an int, or the
+        station's profile key str(seq))."""
+        return f"{self._tx_prefix}-{seq}"
+
+    def transaction_seq(self, transaction_id: str) -> int | None:
+        """The station's transaction number behind one of this charger's transactionIds, or
+        None if the id is not of the form this charger makes."""
+        prefix = self._tx_prefix
+        if len(transaction_id) <= len(prefix) + 1 or not transaction_id.startswith(prefix):
+            return None
+        if transaction_id[len(prefix)] != "-":
+            return None
+        digits = transaction_id[len(prefix) + 1 :]
+        if not (digits.isascii() and digits.isdigit()) or (len(digits) > 1 and digits[0] == "0"):
+            return None
+        return int(digits)
+
+    # -- messages the CSMS asked for (operations) ----------------------------------------------
+
+    def triggered_transaction_event(
+        self, connector: Connector, tx: Transaction, sample: MeterSample, t: float
+    ) -> Outbound:
+        """F06: an Updated event with triggerReason Trigger, the current charging state and a
+        reading of the TxUpdatedMeasurands (context Trigger)."""
+        stamp = self._stamps.iso(t)
+        state = self._txs.get(tx.seq)
+        info: dict[str, Any] = {"transactionId": self.transaction_id(tx)}
+        if state is not None:
+            info["chargingState"] = state.charging_state
+        payload: dict[str, Any] = {
+            "eventType": _UPDATED,
+            "timestamp": stamp,
+            "triggerReason": _TRIGGER,
+            "seqNo": self._next_seq_no(tx),
+            "transactionInfo": info,
+            "evse": {"id": connector.evse_id, "connectorId": 1},
+        }
+        kind = connector.station.spec.rating.kind
+        values = sampled_values(kind, sample, self.measurands, _TRIGGER_CONTEXT)
+        if values:
+            payload["meterValue"] = [{"timestamp": stamp, "sampledValue": values}]
+        return Outbound(_TX_EVENT, payload, t, True, tx)
+
+    def meter_values(
+        self,
+        connector: Connector,
+        sample: MeterSample,
+        measurands: Collection[str] | None,
+        t: float,
+    ) -> Outbound | None:
+        """F06: a MeterValues request for one EVSE (AlignedDataCtrlr.Measurands, context
+        Trigger); None if none of the measurands can be read now."""
+        kind = connector.station.spec.rating.kind
+        values = sampled_values(kind, sample, measurands, _TRIGGER_CONTEXT)
+        if not values:
+            return None
+        payload = {
+            "evseId": connector.evse_id,
+            "meterValue": [{"timestamp": self._stamps.iso(t), "sampledValue": values}],
+        }
+        return Outbound(_METER_VALUES, payload, t)
+
+    def connector_status(self, connector: Connector, t: float) -> Outbound:
+        """F06: the StatusNotification of one EVSE's connector, as it is now."""
+        status = _CONNECTOR_STATUS[connector.status]
+        sent = self._sent_status = self._grow(self._sent_status, connector.evse_id)
+        sent[connector.evse_id] = status
+        return self._status(connector.evse_id, status, self._stamps.iso(t), t)
+
+    def firmware_status(self, status: str, request_id: int | None, t: float) -> Outbound:
+        """L01: FirmwareStatusNotification (requestId of the UpdateFirmware, when known)."""
+        payload: dict[str, Any] = {"status": status}
+        if request_id is not None:
+            payload["requestId"] = request_id
+        return Outbound(_FIRMWARE_STATUS, payload, t)
+
+    def log_status(self, status: str, request_id: int | None, t: float) -> Outbound:
+        """N01: LogStatusNotification (requestId of the GetLog, when known)."""
+        payload: dict[str, Any] = {"status": status}
+        if request_id is not None:
+            payload["requestId"] = request_id
+        return Outbound(_LOG_STATUS, payload, t)
+
+    def notify_reports(
+        self, request_id: int, report_data: list[dict[str, Any]], per_message: int, t: float
+    ) -> list[Outbound]:
+        """B07/B08: a report as NotifyReport messages of at most `per_message` items
+        (DeviceDataCtrlr.ItemsPerMessage), seqNo counting from 0, tbc on all but the last."""
+        per_message = max(1, per_message)
+        generated = self._stamps.iso(t)
+        chunks = [
+            report_data[i : i + per_message] for i in range(0, len(report_data), per_message)
+        ] or [[]]
+        out = []
+        for seq_no, chunk in enumerate(chunks):
+            payload: dict[str, Any] = {
+                "requestId": request_id,
+                "generatedAt": generated,
+                "seqNo": seq_no,
+                "tbc": seq_no < len(chunks) - 1,
+            }
+            if chunk:
+                payload["reportData"] = chunk
+            out.append(Outbound(_NOTIFY_REPORT, payload, t))
+        return out
+
+    def report_charging_profiles(
+        self,
+        request_id: int,
+        evse_id: int,
+        profiles: list[dict[str, Any]],
+        tbc: bool,
+        t: float,
+    ) -> Outbound:
+        """K09: the installed profiles of one EVSE (all set by the CSMS: source CSO)."""
+        payload = {
+            "requestId": request_id,
+            "chargingLimitSource": _CSO,
+            "chargingProfile": profiles,
+            "tbc": tbc,
+            "evseId": evse_id,
+        }
+        return Outbound(_REPORT_PROFILES, payload, t)
+
+    def reservation_status(self, reservation_id: int, status: str, t: float) -> Outbound:
+        """H01/H04: ReservationStatusUpdate (Expired or Removed)."""
+        payload = {"reservationId": reservation_id, "reservationUpdateStatus": status}
+        return Outbound(_RESERVATION_STATUS, payload, t)
+
+    def sign_certificate(self, csr: str, certificate_type: str | None, t: float) -> Outbound:
+        """A02/A03: SignCertificateRequest; no certificateType asks for one certificate for
+        both uses (the combined certificate)."""
+        payload: dict[str, Any] = {"csr": csr}
+        if certificate_type is not None:
+            payload["certificateType"] = certificate_type
+        return Outbound(_SIGN_CERTIFICATE, payload, t)
 
     # -- sending and answers -------------------------------------------------------------------
 

@@ -335,7 +335,14 @@ def test_any_meter_samples_make_valid_transaction_events(
 ) -> None:
     a = adapter()
     connector: Any = DC_CONNECTOR if dc else AC_CONNECTOR
-    tx: Any = SimpleNamespace(seq=3, id_tag="0123ABCD", meter_start_wh=first.energy_wh)
+    tx: Any = SimpleNamespace(
+        seq=3,
+        id_tag="0123ABCD",
+        meter_start_wh=first.energy_wh,
+        started_remotely=False,
+        remote_id=None,
+        reservation_id=None,
+    )
     (started,) = a.transaction_started(connector, tx, first, 0.0)
     events = [started.payload]
     for i, sample in enumerate(rest, start=1):
