@@ -6,13 +6,15 @@ Handlers build camelCase payload dicts directly and record what they hear in the
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import time
 from abc import ABC, abstractmethod
 from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from typing import Any
+from datetime import UTC, datetime, timedelta
+from typing import Any, Protocol
 
 import orjson
 from ocpp.v16.enums import Action as Action16
@@ -26,8 +28,10 @@ from ocpp.v201.enums import (
     TransactionEventEnumType,
 )
 
-from simulator.csms.store import CsmsStore, MeterRow
+from simulator.csms.store import CsmsStore, MeterRow, TxState
 from simulator.rpc import Handler, OcppError
+
+log = logging.getLogger(__name__)
 
 _ENERGY = "Energy.Active.Import.Register"  # the default measurand in both versions
 _PERIODIC = "Sample.Periodic"  # the default context in both versions
@@ -40,11 +44,26 @@ _INVALID = AuthorizationStatus.invalid.value
 _INVALID_201 = AuthorizationStatusEnumType.invalid
 # 2.0.1 tokens that identify nobody (free vend): nothing to look up, always accepted.
 _NO_AUTH_TYPES = frozenset({"NoAuthorization"})
+_OK = {"status": "Accepted"}
+# 1.6 connector statuses that are also charging states (2.0.1 reports those in TransactionEvent).
+_CHARGING_STATES_16 = frozenset({"Charging", "SuspendedEV", "SuspendedEVSE"})
+# How long the older of a session's two clock marks may age before it is moved up (wall s): the
+# charger's speed is estimated over this window, so queued messages replayed after a reconnect
+# (old timestamps) stop mattering once it has passed.
+_CLOCK_WINDOW_S = 60.0
 
 
 def utc_now_iso() -> str:
     """Now, as an OCPP timestamp (UTC, milliseconds, "Z")."""
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _parse_stamp(stamp: str) -> datetime:
+    """An OCPP timestamp as an aware UTC datetime (naive ones are read as UTC)."""
+    moment = datetime.fromisoformat(stamp.strip().replace("z", "Z"))
+    if moment.tzinfo is None:
+        return moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC)
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +75,86 @@ class Policy:
 
     def accepts(self, tag: str) -> bool:
         return self.id_tags is None or tag in self.id_tags
+
+
+class CsmsListener(Protocol):
+    """Told about chargers' boots, transactions and charging states in version-neutral terms
+    (the site load manager is one). Methods run on the event loop inside a charger's handler:
+    they must be quick and must not block; anything slow is scheduled as a task."""
+
+    def booted(self, charger_id: str, version: str) -> None: ...
+
+    def transaction_started(self, charger_id: str, tx: TxState) -> None: ...
+
+    def transaction_ended(self, charger_id: str, tx: TxState) -> None: ...
+
+    def charging_state(self, charger_id: str, evse_id: int, state: str) -> None:
+        """`state`: "Charging", "SuspendedEV", "SuspendedEVSE", "EVConnected" or "Idle"."""
+
+
+class ReportCollector:
+    """Gathers the multi-part report that answers one CSMS request (ReportChargingProfiles or
+    NotifyReport with the request's requestId) until a part says tbc false."""
+
+    __slots__ = ("done", "parts")
+
+    def __init__(self) -> None:
+        self.parts: list[dict[str, Any]] = []
+        self.done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    def add(self, payload: dict[str, Any]) -> None:
+        self.parts.append(payload)
+        if not payload.get("tbc", False) and not self.done.done():
+            self.done.set_result(None)
+
+
+class SessionHooks:
+    """What every session shares with the server beyond the store: the listeners to tell about
+    transactions, and the collectors waiting for reports (both empty unless used, so a session
+    checks one truth value per message and does nothing more)."""
+
+    __slots__ = ("listeners", "reports")
+
+    def __init__(self) -> None:
+        self.listeners: list[CsmsListener] = []
+        # (charger id, action, requestId) -> the collector of that request's report parts
+        self.reports: dict[tuple[str, str, int], ReportCollector] = {}
+
+    def tell(self, method: str, *args: Any) -> None:
+        """Call `method` on every listener; one that fails is logged, never the charger's
+        problem (the charger still gets its answer)."""
+        for listener in self.listeners:
+            try:
+                getattr(listener, method)(*args)
+            except Exception:
+                log.exception("CSMS listener %r failed in %s", listener, method)
+
+    def data_transfer(self, charger_id: str, payload: dict[str, Any]) -> str | None:
+        """The status of the first listener that answers a DataTransfer (one with a
+        `data_transfer(charger_id, vendor_id, message_id, data) -> str | None` method, such as
+        the load manager's DepartureTime); None: no listener knows it."""
+        for listener in self.listeners:
+            answer = getattr(listener, "data_transfer", None)
+            if answer is None:
+                continue
+            try:
+                status = answer(
+                    charger_id, payload["vendorId"], payload.get("messageId"), payload.get("data")
+                )
+            except Exception:
+                log.exception("CSMS listener %r failed in data_transfer", listener)
+                continue
+            if status is not None:
+                return str(status)
+        return None
+
+    def report(self, charger_id: str, action: str, payload: dict[str, Any]) -> None:
+        collector = self.reports.get((charger_id, action, payload.get("requestId", -1)))
+        if collector is not None:
+            collector.add(payload)
+
+
+NO_HOOKS = SessionHooks()
 
 
 @dataclass(slots=True)
@@ -98,7 +197,17 @@ class Session(ABC):
     Lenient by design: a charger that has not booted is answered normally, only counted.
     """
 
-    __slots__ = ("charger_id", "counters", "known", "policy", "store", "validated")
+    __slots__ = (
+        "charger_id",
+        "clock_anchor",
+        "clock_last",
+        "counters",
+        "hooks",
+        "known",
+        "policy",
+        "store",
+        "validated",
+    )
 
     version = ""
     format_violation = ""
@@ -110,13 +219,19 @@ class Session(ABC):
         policy: Policy,
         counters: CsmsCounters,
         validated: bool = True,
+        hooks: SessionHooks = NO_HOOKS,
     ) -> None:
         self.charger_id = charger_id
         self.store = store
         self.policy = policy
         self.counters = counters
         self.validated = validated
+        self.hooks = hooks
         self.known = store.is_booted(charger_id)
+        # Two (wall monotonic s, charger timestamp) marks, for estimating the charger's clock:
+        # under an accelerated run it is ahead of ours and runs faster (see `charger_time`).
+        self.clock_anchor: tuple[float, str] | None = None
+        self.clock_last: tuple[float, str] | None = None
 
     @abstractmethod
     def _table(self) -> Mapping[str, Callable[[dict[str, Any]], dict[str, Any]]]:
@@ -155,6 +270,46 @@ class Session(ABC):
         self.store.notification(self.charger_id, action, orjson.dumps(payload).decode())
         return {}
 
+    def _booted(self) -> None:
+        self.known = True
+        if self.hooks.listeners:
+            self.hooks.tell("booted", self.charger_id, self.version)
+
+    def _stamp(self, stamp: str | None) -> None:
+        """Remember a timestamp the charger sent (its simulated now, or close to it). Cheap: no
+        parsing here; a stamp older than the latest (a replayed queued message) is skipped by
+        comparing strings, which order like times in the one format chargers here send."""
+        if stamp is None:
+            return
+        last = self.clock_last
+        if last is not None and stamp < last[1]:
+            return
+        now = time.monotonic()
+        anchor = self.clock_anchor
+        if anchor is None or now - anchor[0] > _CLOCK_WINDOW_S:
+            self.clock_anchor = last or (now, stamp)
+        self.clock_last = (now, stamp)
+
+    def charger_time(self, wall_now: float | None = None) -> datetime | None:
+        """The charger's current time, estimated from the timestamps it sent: its latest, moved
+        on by the wall time since then times its speed (simulated s per wall s, measured between
+        the two marks; 1 until they are a second apart). None before any timestamp."""
+        last = self.clock_last
+        if last is None:
+            return None
+        now = time.monotonic() if wall_now is None else wall_now
+        try:
+            t_last = _parse_stamp(last[1])
+            speed = 1.0
+            anchor = self.clock_anchor
+            if anchor is not None and last[0] - anchor[0] >= 1.0:
+                t_anchor = _parse_stamp(anchor[1])
+                speed = (t_last - t_anchor).total_seconds() / (last[0] - anchor[0])
+                speed = min(max(speed, 0.0), 1e6)
+        except ValueError:
+            return None
+        return t_last + timedelta(seconds=speed * (now - last[0]))
+
 
 class V16Session(Session):
     """OCPP 1.6J: the CSMS side of every charger-initiated action."""
@@ -191,7 +346,7 @@ class V16Session(Session):
             p.get("chargePointSerialNumber"),
             p.get("firmwareVersion"),
         )
-        self.known = True
+        self._booted()
         return {
             "status": RegistrationStatus.accepted.value,
             "currentTime": utc_now_iso(),
@@ -203,9 +358,12 @@ class V16Session(Session):
 
     def status_notification(self, p: dict[str, Any]) -> dict[str, Any]:
         connector = int(p["connectorId"])
-        self.store.status(
-            self.charger_id, connector, connector, p["status"], p["errorCode"], p.get("timestamp")
-        )
+        status = p["status"]
+        stamp = p.get("timestamp")
+        self.store.status(self.charger_id, connector, connector, status, p["errorCode"], stamp)
+        self._stamp(stamp)
+        if self.hooks.listeners and connector > 0 and status in _CHARGING_STATES_16:
+            self.hooks.tell("charging_state", self.charger_id, connector, status)
         return {}
 
     def authorize(self, p: dict[str, Any]) -> dict[str, Any]:
@@ -218,6 +376,9 @@ class V16Session(Session):
         tx.id_tag = p["idTag"]
         tx.meter_start_wh = float(p["meterStart"])
         tx.started_at = p["timestamp"]
+        self._stamp(tx.started_at)
+        if self.hooks.listeners:
+            self.hooks.tell("transaction_started", self.charger_id, tx)
         return {"transactionId": tx.id, "idTagInfo": self._tag_info(p["idTag"])}
 
     def stop_transaction(self, p: dict[str, Any]) -> dict[str, Any]:
@@ -238,19 +399,26 @@ class V16Session(Session):
         tx.stopped_at = p["timestamp"]
         tx.stop_reason = p.get("reason", "Local")  # 1.6: absent reason means Local
         store.end_transaction(tx)
+        self._stamp(tx.stopped_at)
+        if self.hooks.listeners:
+            self.hooks.tell("transaction_ended", self.charger_id, tx)
         tag = p.get("idTag")
         return {} if tag is None else {"idTagInfo": self._tag_info(tag)}
 
     def meter_values(self, p: dict[str, Any]) -> dict[str, Any]:
         tx_id = p.get("transactionId")
+        values = p["meterValue"]
         self.store.meter_rows(
-            _rows16(self.charger_id, None if tx_id is None else str(tx_id), p["meterValue"])
+            _rows16(self.charger_id, None if tx_id is None else str(tx_id), values)
         )
+        if values:
+            self._stamp(values[-1].get("timestamp"))
         return {}
 
     def data_transfer(self, p: dict[str, Any]) -> dict[str, Any]:
         self._note(Action16.data_transfer.value, p)
-        return {"status": DataTransferStatus.unknown_vendor_id.value}
+        status = self.hooks.data_transfer(self.charger_id, p) if self.hooks.listeners else None
+        return {"status": status or DataTransferStatus.unknown_vendor_id.value}
 
     def firmware_status_notification(self, p: dict[str, Any]) -> dict[str, Any]:
         return self._note(Action16.firmware_status_notification.value, p)
@@ -345,21 +513,49 @@ class V201Session(Session):
             A.transaction_event.value: self.transaction_event,
             A.meter_values.value: self.meter_values,
             A.data_transfer.value: self.data_transfer,
+            # Reports answering a CSMS request: recorded, and handed to whoever waits for them.
+            A.notify_report.value: self._reporter(A.notify_report.value),
+            A.report_charging_profiles.value: self._reporter(A.report_charging_profiles.value),
+            # Recorded, then answered with a status: the CSMS has processed them (which, as the
+            # schemas say, neither meets the EV's needs nor approves its schedule) and will
+            # have the certificate signed (this CSMS has no CA: the request is only recorded).
+            A.notify_ev_charging_needs.value: self._recorder(A.notify_ev_charging_needs.value, _OK),
+            A.notify_ev_charging_schedule.value: self._recorder(
+                A.notify_ev_charging_schedule.value, _OK
+            ),
+            A.sign_certificate.value: self._recorder(A.sign_certificate.value, _OK),
         }
         # Actions whose only effect is to be recorded, answered with an empty object.
         for action in (
-            A.notify_report,
             A.notify_event,
             A.firmware_status_notification,
             A.log_status_notification,
             A.security_event_notification,
+            A.reservation_status_update,
+            A.notify_charging_limit,
+            A.cleared_charging_limit,
+            A.notify_monitoring_report,
+            A.notify_customer_information,
+            A.notify_display_messages,
         ):
             table[action.value] = self._recorder(action.value)
         return table
 
-    def _recorder(self, action: str) -> Callable[[dict[str, Any]], dict[str, Any]]:
+    def _recorder(
+        self, action: str, answer: Mapping[str, Any] | None = None
+    ) -> Callable[[dict[str, Any]], dict[str, Any]]:
         def record(p: dict[str, Any]) -> dict[str, Any]:
-            return self._note(action, p)
+            self._note(action, p)
+            return {} if answer is None else dict(answer)
+
+        return record
+
+    def _reporter(self, action: str) -> Callable[[dict[str, Any]], dict[str, Any]]:
+        def record(p: dict[str, Any]) -> dict[str, Any]:
+            self._note(action, p)
+            if self.hooks.reports:
+                self.hooks.report(self.charger_id, action, p)
+            return {}
 
         return record
 
@@ -378,7 +574,7 @@ class V201Session(Session):
             station.get("serialNumber"),
             station.get("firmwareVersion"),
         )
-        self.known = True
+        self._booted()
         return {
             "status": RegistrationStatusEnumType.accepted.value,
             "currentTime": utc_now_iso(),
@@ -389,14 +585,16 @@ class V201Session(Session):
         return {"currentTime": utc_now_iso()}
 
     def status_notification(self, p: dict[str, Any]) -> dict[str, Any]:
+        stamp = p["timestamp"]
         self.store.status(
             self.charger_id,
             int(p["evseId"]),
             int(p["connectorId"]),
             p["connectorStatus"],
             None,
-            p["timestamp"],
+            stamp,
         )
+        self._stamp(stamp)
         return {}
 
     def authorize(self, p: dict[str, Any]) -> dict[str, Any]:
@@ -412,6 +610,7 @@ class V201Session(Session):
         if meter:
             store.meter_rows(_rows201(self.charger_id, transaction_id, meter, registers))
         tx = store.find_transaction(self.charger_id, transaction_id)
+        created = tx is None
         if tx is None:
             tx = store.new_transaction(self.charger_id, self.version, transaction_id)
             tx.started_at = p["timestamp"]
@@ -435,6 +634,16 @@ class V201Session(Session):
         # register the CSMS heard of. Likewise the stop register: Transaction.End, else the last.
         if tx.meter_start_wh is None:
             tx.meter_start_wh = registers.begin if registers.begin is not None else registers.first
+        self._stamp(p["timestamp"])
+        hooks = self.hooks
+        if hooks.listeners:
+            # A transaction first heard of in an Updated event (its Started was lost) is still
+            # one that runs; one first heard of in its Ended event never ran for the listeners.
+            if created and event != _ENDED:
+                hooks.tell("transaction_started", self.charger_id, tx)
+            state = info.get("chargingState")
+            if state is not None and tx.evse_id is not None:
+                hooks.tell("charging_state", self.charger_id, tx.evse_id, state)
         if event == _ENDED:
             stop = registers.end if registers.end is not None else registers.last
             if stop is None:
@@ -446,6 +655,8 @@ class V201Session(Session):
             tx.stopped_at = p["timestamp"]
             tx.stop_reason = info.get("stoppedReason", "Local")  # 2.0.1: absent means Local
             store.end_transaction(tx)
+            if hooks.listeners:
+                hooks.tell("transaction_ended", self.charger_id, tx)
         else:
             if registers.last is not None:
                 # Kept so that an Ended without registers still has an energy.
@@ -456,9 +667,13 @@ class V201Session(Session):
         return {}
 
     def meter_values(self, p: dict[str, Any]) -> dict[str, Any]:
-        self.store.meter_rows(_rows201(self.charger_id, None, p["meterValue"], None))
+        values = p["meterValue"]
+        self.store.meter_rows(_rows201(self.charger_id, None, values, None))
+        if values:
+            self._stamp(values[-1].get("timestamp"))
         return {}
 
     def data_transfer(self, p: dict[str, Any]) -> dict[str, Any]:
         self._note(Action201.data_transfer.value, p)
-        return {"status": DataTransferStatusEnumType.unknown_vendor_id.value}
+        status = self.hooks.data_transfer(self.charger_id, p) if self.hooks.listeners else None
+        return {"status": status or DataTransferStatusEnumType.unknown_vendor_id.value}

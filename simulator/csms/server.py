@@ -1,5 +1,8 @@
 """The embedded CSMS's websocket server: accepts chargers on ws://host:port/{charger_id},
 negotiates ocpp1.6 / ocpp2.0.1, and runs one RpcConnection per charger over the shared store.
+It also owns what drives chargers from the CSMS side: `commands` (CSMS-initiated operations),
+`listeners` (told about boots and transactions, e.g. the site load manager) and, when asked
+for, the loopback HTTP API.
 
 It neither frames nor validates OCPP (that is simulator.rpc) nor picks an event loop: uvloop is
 chosen only by `run_csms`, the process entry point.
@@ -8,6 +11,7 @@ chosen only by `run_csms`, the process entry point.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -21,7 +25,17 @@ from websockets.exceptions import NegotiationError
 from websockets.http11 import Request, Response
 from websockets.typing import Subprotocol
 
-from simulator.csms.handlers import CsmsCounters, Policy, Session, V16Session, V201Session
+from simulator.csms.commands import CsmsCommands
+from simulator.csms.handlers import (
+    CsmsCounters,
+    CsmsListener,
+    Policy,
+    Session,
+    SessionHooks,
+    V16Session,
+    V201Session,
+)
+from simulator.csms.http_api import ApiBindError, CsmsHttpApi
 from simulator.csms.store import CsmsStore
 from simulator.rpc import RpcConnection
 from simulator.schemas import CHARGER_ACTIONS, FrameValidator
@@ -38,7 +52,9 @@ _MAX_FRAME = 64 * 1024
 @dataclass(frozen=True)
 class CsmsConfig:
     """How to run the embedded CSMS. `port` 0 picks a free port; `db_path` None keeps the
-    database in memory; `id_tags` None accepts every tag."""
+    database in memory; `id_tags` None accepts every tag; `api_port` (0: a free one) serves the
+    HTTP API on `api_host` (loopback only); `sites_path` names the sites file of the site load
+    manager (grid limits and policies)."""
 
     host: str = "127.0.0.1"
     port: int = 9000
@@ -47,6 +63,9 @@ class CsmsConfig:
     id_tags: frozenset[str] | None = None
     validate: bool = True
     call_timeout_s: float = 30.0
+    api_port: int | None = None
+    api_host: str = "127.0.0.1"
+    sites_path: Path | None = None
 
 
 def charger_id_of(path: str) -> str:
@@ -74,9 +93,10 @@ def _process_request(connection: ServerConnection, request: Request) -> Response
 class CsmsServer:
     """A small but real CSMS for OCPP 1.6J and 2.0.1 chargers.
 
-    One RpcConnection per charger in `connections` (CSMS-initiated calls go through it); a
-    second connection with the same charger id replaces the first, which is closed. Everything
-    runs on the loop that called `start`.
+    One RpcConnection per charger in `connections`; a second connection with the same charger
+    id replaces the first, which is closed. CSMS-initiated operations go through `commands`;
+    `listeners` hear of boots, transactions and charging states. Everything runs on the loop
+    that called `start` (the HTTP API's threads hand their work to it).
     """
 
     def __init__(self, config: CsmsConfig) -> None:
@@ -84,6 +104,9 @@ class CsmsServer:
         self.store = CsmsStore(config.db_path)
         self.connections: dict[str, RpcConnection] = {}
         self.counters = CsmsCounters()
+        self.hooks = SessionHooks()
+        self.commands = CsmsCommands(self)
+        self.api: CsmsHttpApi | None = None
         self._policy = Policy(config.heartbeat_interval_s, config.id_tags)
         self._validators = (
             {v: FrameValidator(v) for v in _VERSIONS.values()} if config.validate else {}
@@ -95,12 +118,33 @@ class CsmsServer:
         self._server: Server | None = None
         self._closing: set[asyncio.Task[None]] = set()
 
+    @property
+    def listeners(self) -> list[CsmsListener]:
+        """Told about every charger's boot, transactions and charging states (append to it)."""
+        return self.hooks.listeners
+
+    def known(self, charger_id: str) -> bool:
+        """Whether this charger has ever connected to this CSMS (this database)."""
+        if charger_id in self.connections or self.store.is_booted(charger_id):
+            return True
+        found = self.store.query("SELECT 1 FROM chargers WHERE charger_id = ?", (charger_id,))
+        return bool(found)
+
     # -- lifecycle -----------------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Listen (returns once the socket is bound) and start the store's flusher."""
+        """Listen (returns once the socket is bound), start the store's flusher, the site load
+        manager (`sites_path`) and the HTTP API (`api_port`)."""
         if self._server is not None:
             raise RuntimeError("CsmsServer already started")
+        api: CsmsHttpApi | None = None
+        if self.config.api_port is not None:
+            # Checked before anything binds: a non-loopback address is refused outright.
+            api = CsmsHttpApi(self, self.config.api_host, self.config.api_port)
+        if self.config.sites_path is not None:
+            from simulator.csms.load_manager import LoadManager
+
+            self.listeners.append(LoadManager.from_file(self, self.config.sites_path))
         self.store.start()
         self._server = await serve(
             self._serve_charger,
@@ -119,10 +163,33 @@ class CsmsServer:
             # queue: the default 100 would turn a burst into SYN retries seconds apart.
             backlog=4096,
         )
+        if api is not None:
+            try:
+                api.start()
+            except ApiBindError:
+                self._server.close()
+                await self._server.wait_closed()
+                raise
+            self.api = api
+            log.info("CSMS HTTP API on %s", api.url)
         log.info("CSMS listening on %s", self.url)
 
     async def stop(self) -> None:
-        """Close every connection, stop listening, flush and close the store."""
+        """Stop the HTTP API, close the listeners that have a `close` (sync or async), close
+        every connection, stop listening, flush and close the store."""
+        if self.api is not None:
+            await self.api.stop()
+            self.api = None
+        for listener in self.listeners:
+            # A listener with work in flight (the load manager's pushes) may end it here.
+            close = getattr(listener, "close", None)
+            if close is not None:
+                try:
+                    pending = close()
+                    if inspect.isawaitable(pending):
+                        await pending
+                except Exception:
+                    log.exception("closing CSMS listener %r failed", listener)
         server = self._server
         if server is not None:
             server.close(close_connections=True)
@@ -177,7 +244,7 @@ class CsmsServer:
         version = _VERSIONS[ws.subprotocol or ""]  # select_subprotocol guaranteed one
         config = self.config
         session = _SESSIONS[version](
-            charger_id, self.store, self._policy, self.counters, config.validate
+            charger_id, self.store, self._policy, self.counters, config.validate, self.hooks
         )
         rpc = RpcConnection(
             ws,
@@ -209,24 +276,28 @@ class CsmsServer:
             log.debug("charger %s disconnected: %s", charger_id, reason)
 
 
-async def _serve_until_signalled(config: CsmsConfig, ready: Callable[[int], None] | None) -> None:
+async def _serve_until_signalled(
+    config: CsmsConfig, ready: Callable[[CsmsServer], None] | None
+) -> None:
     stop = asyncio.Event()
     server = CsmsServer(config)
     with stop_on_signals(asyncio.get_running_loop(), stop.set):
         try:
             await server.start()
             if ready is not None:
-                ready(server.port)
+                ready(server)
             await stop.wait()
             log.info("CSMS shutting down")
         finally:
             await server.stop()
 
 
-def run_csms(config: CsmsConfig, ready: Callable[[int], None] | None = None) -> None:
+def run_csms(config: CsmsConfig, ready: Callable[[CsmsServer], None] | None = None) -> None:
     """Run the CSMS until SIGINT or SIGTERM, then close every connection and flush the store.
 
-    `ready(port)` is called once the socket listens. Uses uvloop where it is installed."""
+    `ready(server)` is called once it listens (`server.port`, and `server.api` when the HTTP
+    API runs). Uses uvloop where it is installed. Raises OSError when a port cannot be bound
+    and ApiBindError for a non-loopback API address."""
     try:
         import uvloop
     except ImportError:  # Windows

@@ -80,6 +80,21 @@ CREATE TABLE IF NOT EXISTS notifications (
     received_at TEXT NOT NULL,
     payload TEXT NOT NULL
 );
+-- Every CSMS-initiated call: the request, how it ended (result, error, timeout, closed), the
+-- charger's answer (a response payload, or the CALLERROR as {code, description, details}), and
+-- the profile, reservation or request id it named (ids the CSMS hands out continue after it).
+CREATE TABLE IF NOT EXISTS operations (
+    id INTEGER PRIMARY KEY,
+    charger_id TEXT NOT NULL,
+    version TEXT NOT NULL,
+    action TEXT NOT NULL,
+    request TEXT NOT NULL,
+    outcome TEXT NOT NULL,
+    response TEXT,
+    ref_id INTEGER,
+    sent_at TEXT NOT NULL,
+    answered_at TEXT NOT NULL
+);
 """
 
 # ?11 is the `connected` flag: -1 leaves the stored value alone.
@@ -128,6 +143,10 @@ ON CONFLICT (charger_id, transaction_id) DO UPDATE SET
 """
 _INSERT_METER = "INSERT INTO meter_values VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
 _INSERT_NOTE = "INSERT INTO notifications VALUES (?, ?, ?, ?)"
+_OP_COLUMNS = (
+    "id, charger_id, version, action, request, outcome, response, ref_id, sent_at, answered_at"
+)
+_INSERT_OP = f"INSERT INTO operations ({_OP_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 
 # One meter_values row: charger_id, transaction_id, timestamp, measurand, phase, value, unit,
 # context.
@@ -202,6 +221,22 @@ class TxState:
             self.stop_reason,
             self.seq_no_last,
         )
+
+
+@dataclass(frozen=True, slots=True)
+class OperationRecord:
+    """One CSMS-initiated call as recorded: `request` and `response` are the JSON texts."""
+
+    id: int
+    charger_id: str
+    version: str
+    action: str
+    request: str
+    outcome: str
+    response: str | None
+    ref_id: int | None
+    sent_at: str
+    answered_at: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -287,6 +322,11 @@ class CsmsStore:
         # Transaction ids (the 1.6 wire id, and the row id of every transaction) come from this
         # counter, so StartTransaction is answered without waiting for an INSERT.
         self._last_tx_id: int = max_id
+        self._last_op_id: int
+        self.last_ref_id: int
+        self._last_op_id, self.last_ref_id = self._db.execute(
+            "SELECT coalesce(max(id), 0), coalesce(max(ref_id), 0) FROM operations"
+        ).fetchone()
         self._booted: set[str] = {
             row[0] for row in self._db.execute("SELECT charger_id FROM chargers WHERE boots > 0")
         }
@@ -298,6 +338,7 @@ class CsmsStore:
         self._dirty_tx: dict[tuple[str, str], TxState] = {}
         self._meter: list[MeterRow] = []
         self._notes: list[tuple[str, str, str, str]] = []
+        self._ops: list[tuple[Any, ...]] = []
         self.anomalies: Counter[str] = Counter()
         self._wake = asyncio.Event()
         self._flusher: asyncio.Task[None] | None = None
@@ -418,6 +459,39 @@ class CsmsStore:
     def anomaly(self, kind: str) -> None:
         self.anomalies[kind] += 1
 
+    def operation(
+        self,
+        charger_id: str,
+        version: str,
+        action: str,
+        request_json: str,
+        outcome: str,
+        response_json: str | None,
+        ref_id: int | None,
+        sent_at: float,
+        answered_at: float,
+    ) -> int:
+        """Record a CSMS-initiated call once it has ended; returns its id (times: epoch s)."""
+        self._last_op_id += 1
+        if ref_id is not None and ref_id > self.last_ref_id:
+            self.last_ref_id = ref_id
+        self._ops.append(
+            (
+                self._last_op_id,
+                charger_id,
+                version,
+                action,
+                request_json,
+                outcome,
+                response_json,
+                ref_id,
+                iso_utc(sent_at),
+                iso_utc(answered_at),
+            )
+        )
+        self._grew(len(self._ops))
+        return self._last_op_id
+
     # -- transactions --------------------------------------------------------------------------
 
     def new_transaction(
@@ -494,7 +568,8 @@ class CsmsStore:
         else:
             meter, self._meter = self._meter[:max_meter_rows], self._meter[max_meter_rows:]
         notes, self._notes = self._notes, []
-        if not (chargers or seen or statuses or txs or meter or notes):
+        ops, self._ops = self._ops, []
+        if not (chargers or seen or statuses or txs or meter or notes or ops):
             return
         charger_rows = []
         for charger_id in chargers.keys() | seen.keys():
@@ -528,6 +603,8 @@ class CsmsStore:
                 db.executemany(_INSERT_METER, meter)
             if notes:
                 db.executemany(_INSERT_NOTE, notes)
+            if ops:
+                db.executemany(_INSERT_OP, ops)
             db.execute("COMMIT")
         except BaseException:
             db.execute("ROLLBACK")
@@ -548,6 +625,21 @@ class CsmsStore:
             params = (charger_id,)
         return [TransactionRecord(*row) for row in self.query(sql + " ORDER BY id", params)]
 
+    def operations(
+        self, charger_id: str | None = None, limit: int | None = None
+    ) -> list[OperationRecord]:
+        """CSMS-initiated calls, oldest first: all, or the latest `limit`."""
+        sql = f"SELECT {_OP_COLUMNS} FROM operations"
+        params: tuple[Any, ...] = ()
+        if charger_id is not None:
+            sql += " WHERE charger_id = ?"
+            params = (charger_id,)
+        sql += " ORDER BY id DESC"
+        if limit is not None:
+            sql += " LIMIT ?"
+            params = (*params, limit)
+        return [OperationRecord(*row) for row in reversed(self.query(sql, params))]
+
     def energy_by_charger(self) -> dict[str, float]:
         """Energy of completed transactions (Wh) per charger."""
         rows = self.query(
@@ -562,7 +654,8 @@ class CsmsStore:
         self.flush()
         db = self._db
         out: dict[str, int] = {}
-        for table in ("chargers", "statuses", "transactions", "meter_values", "notifications"):
+        tables = ("chargers", "statuses", "transactions", "meter_values", "notifications")
+        for table in (*tables, "operations"):
             out[table] = db.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
         out["status_notifications"] = db.execute(
             "SELECT coalesce(sum(count), 0) FROM statuses"
