@@ -190,6 +190,43 @@ def _print_summary(summary: dict[str, object]) -> None:
         "away: EVs that found none within their patience",
         style="dim",
     )
+    _print_control(sites)
+
+
+def _print_control(sites: dict[str, object]) -> None:
+    """The figures that compare load-management policies, for the sites that have control."""
+    controlled = [
+        (name, s["control"]) for name, s in sites.items() if isinstance(s, dict) and "control" in s
+    ]
+    if not controlled:
+        return
+    table = Table(title="site control", box=box.SIMPLE_HEAD, padding=(0, 0), pad_edge=False)
+    for col in ("site", "policy", "profiles", "limit kW", "peak kW", "energy", "of unres.", "full"):
+        table.add_column(col, justify="left" if col in ("site", "policy") else "right")
+    for name, c in controlled:
+        if not isinstance(c, dict):
+            continue
+
+        def fmt(value: object, spec: str) -> str:
+            return "-" if value is None else format(value, spec)
+
+        table.add_row(
+            str(name),
+            str(c.get("policy") or "-"),
+            fmt(c.get("charging_profiles"), "d"),
+            fmt(c.get("grid_limit_kw"), ".1f"),
+            fmt(c.get("peak_kw"), ".1f"),
+            fmt(c.get("energy_delivered_share"), ".1%"),
+            fmt(c.get("energy_unrestricted_share"), ".1%"),
+            fmt(c.get("sessions_fully_served_share"), ".1%"),
+        )
+    console.print(table)
+    console.print(
+        "peak kW: highest instantaneous draw (exact); energy: delivered / requested; "
+        "of unres.: delivered / what the EVs would have taken unrestricted in the same stays; "
+        "full: sessions that got >= 99 % of that",
+        style="dim",
+    )
 
 
 EXIT_SLO_BROKEN = 1
@@ -234,6 +271,13 @@ def run(
     no_validate: Annotated[
         bool, typer.Option("--no-validate", help="do not check frames against the OCPP schemas")
     ] = False,
+    csms_api_port: Annotated[
+        int | None,
+        typer.Option(
+            help="serve the embedded CSMS's HTTP API on this loopback port (0: any free port); "
+            "see `fleetsim csms --help`"
+        ),
+    ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no live panel")] = False,
 ) -> None:
     """Run the fleet online against a CSMS, each charger on its own OCPP websocket.
@@ -266,6 +310,8 @@ def run(
             )
     if not 0 <= metrics_port <= 65535:
         fail(f"--metrics-port: expected a port number (got {metrics_port})")
+    if csms_api_port is not None and not 0 <= csms_api_port <= 65535:
+        fail(f"--csms-api-port: expected a port number (got {csms_api_port})")
     options = RunOptions(
         target=target,
         chargers=chargers,
@@ -278,6 +324,7 @@ def run(
         start=_parse_start(start),
         csms_db=csms_db,
         validate=False if no_validate else None,
+        csms_api_port=csms_api_port,
     )
     try:
         result = run_scenario(loaded, options, errors)
@@ -317,13 +364,71 @@ def csms(
     no_validate: Annotated[
         bool, typer.Option("--no-validate", help="do not check frames against the OCPP schemas")
     ] = False,
+    api_port: Annotated[
+        int | None,
+        typer.Option(help="serve the HTTP API on this port (0: any free port; default: none)"),
+    ] = None,
+    api_host: Annotated[
+        str, typer.Option(help="address of the HTTP API: 127.0.0.1, ::1 or localhost only")
+    ] = "127.0.0.1",
+    sites: Annotated[
+        Path | None,
+        typer.Option(help="sites file: grid limit and policy per site for load management"),
+    ] = None,
 ) -> None:
     """Run the embedded CSMS: OCPP 1.6J and 2.0.1 on ws://HOST:PORT/<charger id>, recording
-    boots, statuses, transactions and meter values in SQLite. Stop with Ctrl-C."""
+    boots, statuses, transactions, meter values, notifications and the operations it sends in
+    SQLite. Stop with Ctrl-C.
+
+    With --api-port, a JSON HTTP API on loopback sends any operation to a
+    connected charger and answers {request, response}. Errors are {"error"}
+    with 400 bad input, 404 unknown charger, 409 not connected, 502 CALLERROR
+    or no answer. POST bodies need Content-Type: application/json (curl
+    --json). Times: ISO-8601, or seconds from the charger's own clock.
+
+    GET  /chargers   /chargers/{id}   /transactions?charger=CP-1&open=true
+    GET  /operations?charger=CP-1   /notifications?charger=CP-1&action=A
+    GET  /chargers/{id}/configuration?key=HeartbeatInterval
+         (2.0.1: ?key=OCPPCommCtrlr.HeartbeatInterval)
+    GET  /chargers/{id}/local-list              the local list's version
+    POST /chargers/{id}/<operation>, with an example body:
+      configuration      {"key": "HeartbeatInterval", "value": 60}
+      reset              {"kind": "soft"}  (hard, immediate, on_idle)
+      remote-start       {"id_tag": "TAG-1", "evse_id": 1}
+      remote-stop        {"transaction_id": "17"}
+      charging-profile   {"evse_id": 1, "profile": {"purpose": "TxProfile",
+                         "unit": "A", "periods": [{"start_s": 0, "limit": 16}]}}
+      clear-charging-profile  {"purpose": "TxDefaultProfile"}
+      composite-schedule {"evse_id": 1, "duration_s": 3600, "unit": "W"}
+      charging-profiles  {"evse_id": 1}  (2.0.1; answers with the reports)
+      availability       {"operative": false, "evse_id": 1}
+      unlock             {"evse_id": 1}
+      clear-cache        {}
+      trigger            {"message": "MeterValues", "evse_id": 1}
+      reserve            {"id_tag": "TAG-1", "expiry": 900, "evse_id": 1}
+      cancel-reservation {"reservation_id": 12}
+      local-list         {"version": 2, "entries": {"TAG-1": "Accepted"}}
+      firmware           {"location": "https://fw.example/v2.bin"}
+      diagnostics        {"location": "https://logs.example/upload"}
+      log                {"location": "...", "log_type": "SecurityLog"} (2.0.1)
+      base-report        {"report_base": "FullInventory"}  (2.0.1)
+      data-transfer      {"vendor_id": "acme", "message_id": "ping"}
+      call               {"action": "Reset", "payload": {"type": "Hard"}}
+    """
     from simulator.csms import CsmsConfig, run_csms
+    from simulator.csms.http_api import ApiBindError, loopback_family
+    from simulator.csms.server import CsmsServer
 
     if not 0 <= port <= 65535:
         fail(f"--port: expected a port number (got {port})")
+    if api_port is not None and not 0 <= api_port <= 65535:
+        fail(f"--api-port: expected a port number (got {api_port})")
+    try:
+        loopback_family(api_host)
+    except ApiBindError as exc:
+        fail(f"--api-host: {exc}")
+    if sites is not None and not sites.is_file():
+        fail(f"--sites: no such file: {sites}")
     if heartbeat <= 0:
         fail(f"--heartbeat: expected a positive number of seconds (got {heartbeat})")
     tags: frozenset[str] | None = None
@@ -340,13 +445,22 @@ def csms(
         heartbeat_interval_s=heartbeat,
         id_tags=tags,
         validate=not no_validate,
+        api_port=api_port,
+        api_host=api_host,
+        sites_path=sites,
     )
 
-    def ready(bound: int) -> None:
-        errors.print(f"fleetsim csms: listening on ws://{host}:{bound}/<charger id>", markup=False)
+    def ready(server: CsmsServer) -> None:
+        errors.print(
+            f"fleetsim csms: listening on ws://{host}:{server.port}/<charger id>", markup=False
+        )
+        if server.api is not None:
+            errors.print(f"fleetsim csms: HTTP API on {server.api.url}/", markup=False)
 
     try:
         run_csms(config, ready)
+    except ApiBindError as exc:
+        fail(f"--api-port: {exc}")
     except OSError as exc:
         fail(f"--port {port}: cannot listen on {host}: {exc.strerror or exc}")
 

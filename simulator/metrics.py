@@ -464,6 +464,8 @@ class FleetMetrics:
         self._errors_total = 0
         self._calls_handled = 0
         self._handled_errors = 0
+        # CSMS-initiated calls by action: [answered, refused with a CALLERROR], for the report.
+        self.handled_by_action: dict[str, list[int]] = {}
         self._invalid_in = 0
         self._invalid_out = 0
         self._invalid_reasons = _ReasonTally()
@@ -553,8 +555,14 @@ class FleetMetrics:
             self._handled_children[key] = child
         child.inc()
         self._calls_handled += 1
+        counts = self.handled_by_action.get(action)
+        if counts is None:
+            counts = self.handled_by_action[action] = [0, 0]
         if outcome == "error":
             self._handled_errors += 1
+            counts[1] += 1
+        else:
+            counts[0] += 1
 
     def invalid_frame(self, version: str, direction: str, action: str | None, reason: str) -> None:
         """A frame failed framing or schema validation; the first reasons are kept."""

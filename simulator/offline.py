@@ -25,11 +25,19 @@ from simulator.fleet import Fleet
 from simulator.loadcurve import bin_load, parse_resolution
 from simulator.records import (
     SESSION_COLUMNS,
+    UNRESTRICTED_COLUMN,
     PieceTable,
     SessionTable,
     SimulationResult,
 )
 from simulator.scenario import Scenario
+from simulator.site_policy import (
+    ControlledSink,
+    controlled_sites,
+    describe,
+    install,
+    unrestricted_energy_kwh,
+)
 from simulator.station import Connector, ConnectorStatus, Site, Transaction
 from simulator.summary import summarise
 
@@ -39,11 +47,18 @@ class SessionRecorder:
 
     Times are shifted by `offset_s` (the warm-up) so that 0 is the reported start. Sessions
     count when they arrive within [0, horizon); energy counts wherever it falls in the window.
+    For the sites in `controlled` each row also gets the energy its EV would have taken
+    unrestricted in the same stay (records.UNRESTRICTED_COLUMN).
     """
 
-    def __init__(self, offset_s: float, horizon_s: float) -> None:
+    def __init__(
+        self, offset_s: float, horizon_s: float, controlled: frozenset[int] = frozenset()
+    ) -> None:
         self.offset_s = offset_s
         self.horizon_s = horizon_s
+        self.controlled = controlled
+        # Only allocated when some site is controlled: other runs pay one None check a row.
+        self._unrestricted: array[float] | None = array("d") if controlled else None
         self.vehicle_names = vehicle_names()
         self._vehicle_index = {name: i for i, name in enumerate(self.vehicle_names)}
         # Rows and pieces as flat C doubles (SESSION_COLUMNS order; 7 per piece): a year of a
@@ -141,6 +156,8 @@ class SessionRecorder:
         if not 0.0 <= arrival < self.horizon_s:
             return
         station = connector.station
+        if self._unrestricted is not None:
+            self._unrestricted.append(self._unrestricted_kwh(connector, ev, tx, now))
         head = (
             station.site.index,
             station.index,
@@ -185,6 +202,17 @@ class SessionRecorder:
             )
         )
 
+    def _unrestricted_kwh(
+        self, connector: Connector, ev: EvDemand, tx: Transaction | None, now: float
+    ) -> float:
+        station = connector.station
+        if station.site.index not in self.controlled:
+            return math.nan
+        if tx is None:
+            return 0.0
+        end = now if math.isnan(tx.stop_s) else min(now, tx.stop_s)
+        return unrestricted_energy_kwh(ev, station.spec.rating, end - tx.start_s)
+
     def finish(self, sites: list[Site], t_end: float) -> None:
         """Close what is still open at the end: plans up to t_end, sessions without plug-out."""
         for site in sites:
@@ -200,6 +228,8 @@ class SessionRecorder:
         cols = {
             k: table[:, j].astype(dtype) for j, (k, dtype) in enumerate(SESSION_COLUMNS.items())
         }
+        if self._unrestricted is not None:
+            cols[UNRESTRICTED_COLUMN] = np.frombuffer(self._unrestricted, dtype=float).copy()
         order = np.lexsort((cols["evse_id"], cols["charger"], cols["site"], cols["arrival_s"]))
         cols = {k: v[order] for k, v in cols.items()}
         return SessionTable(cols, self.vehicle_names, charger_ids)
@@ -242,9 +272,16 @@ def simulate(
     warmup_s = scenario.warmup_days * 86400.0
     horizon_s = scenario.days * 86400.0
     env = simpy.Environment()
-    calendar = Calendar(start_utc - timedelta(seconds=warmup_s), scenario.timezone)
-    recorder = SessionRecorder(offset_s=warmup_s, horizon_s=horizon_s)
-    fleet = Fleet(scenario, env, calendar, recorder, AcceptAll())
+    origin = start_utc - timedelta(seconds=warmup_s)  # simulated time 0
+    calendar = Calendar(origin, scenario.timezone)
+    controlled = controlled_sites(scenario)
+    recorder = SessionRecorder(offset_s=warmup_s, horizon_s=horizon_s, controlled=controlled)
+    # Only a scenario with site control puts a sink in front of the recorder: the others keep
+    # the direct path, event for event.
+    sink = ControlledSink(recorder) if controlled else None
+    fleet = Fleet(scenario, env, calendar, sink or recorder, AcceptAll())
+    if sink is not None:
+        install(fleet, sink, origin)
 
     clock = OfflineClock(env)
     total = warmup_s + horizon_s
@@ -260,7 +297,7 @@ def simulate(
         start=start_utc,
         timezone=scenario.timezone,
         days=scenario.days,
-        sites=fleet.site_infos(),
+        sites=describe(fleet, fleet.site_infos()) if controlled else fleet.site_infos(),
         sessions=recorder.sessions(fleet.charger_ids()),
         pieces=pieces,
         load=bin_load(pieces, len(fleet.sites), horizon_s, resolution_s, start_utc),

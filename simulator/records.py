@@ -21,6 +21,16 @@ class SiteInfo:
     chargers: int
     connectors: int
     installed_kw: float  # sum of EVSE ratings
+    # Offline site control (scenario `load_management` / `charging_profiles`): the policy
+    # sharing the grid limit (None: no load management) and the static profiles installed.
+    load_policy: str | None = None
+    grid_limit_kw: float | None = None
+    charging_profiles: int = 0
+
+    @property
+    def controlled(self) -> bool:
+        """Whether anything but the chargers' ratings limits the site's power."""
+        return self.load_policy is not None or self.charging_profiles > 0
 
 
 # Column name -> numpy dtype of the sessions table. Times are seconds after the run's start;
@@ -42,6 +52,10 @@ SESSION_COLUMNS: dict[str, str] = {
     "soc_arrival": "f8",
     "soc_departure": "f8",
 }
+# An extra column, present only when some site is controlled (see SiteInfo.controlled): the
+# energy the session's EV would have taken in the same stay with no limit but its EVSE's
+# rating and its own (NaN on uncontrolled sites). The summary's "fully served" rests on it.
+UNRESTRICTED_COLUMN = "energy_unrestricted_kwh"
 
 
 @dataclass(slots=True)

@@ -118,6 +118,11 @@ def build_report(
         "sessions": sessions,
         "energy_kwh": round(energy_kwh, KWH_DECIMALS),
         "schedule_lag_ms": _short_block(stats.schedule_lag, (50.0, 99.0)),
+        # What the CSMS asked of the chargers (remote starts, profiles, resets...).
+        "operations": {
+            action: {"handled": answered, "errors": refused}
+            for action, (answered, refused) in sorted(metrics.handled_by_action.items())
+        },
         "invalid_frames": {
             "in": stats.invalid_in,
             "out": stats.invalid_out,

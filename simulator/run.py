@@ -18,6 +18,7 @@ import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -26,18 +27,24 @@ import simpy
 from rich.console import Console
 
 from models.calendar import Calendar
+from models.rng import charger_streams
+from simulator.charger import ChargerBehaviour, ChargerControl, ChargerSettings
 from simulator.clock import OnlineClock, quiet_gc
+from simulator.csms.load_manager import write_sites_file
 from simulator.events import StopReason
 from simulator.fleet import Fleet, FleetOptions
 from simulator.link import ChargerLink, LinkContext, LinkState
 from simulator.metrics import FleetMetrics
 from simulator.online import OnlineSink
 from simulator.protocol.base import ChargerIdentity, ProtocolAdapter, Timestamps
+from simulator.protocol.ops16 import V16Operations
+from simulator.protocol.ops201 import V201Operations
 from simulator.protocol.v16 import V16Adapter
 from simulator.protocol.v201 import V201Adapter
 from simulator.report import LivePanel, SloCheck, build_report, evaluate_slos, slo_section
-from simulator.scenario import Scenario, parse_duration
+from simulator.scenario import OnlineConfig, Scenario, parse_duration
 from simulator.signals import stop_on_signals
+from simulator.site_power import SitePowerMeter
 from simulator.station import Station
 from simulator.transport import (
     Backoff,
@@ -71,6 +78,7 @@ class RunOptions:
     start: datetime | None = None  # simulated start; default: the wall clock's now
     csms_db: Path | None = None  # embedded CSMS database (default: a temporary file)
     validate: bool | None = None
+    csms_api_port: int | None = None  # embedded CSMS's HTTP API (0: a free port; None: none)
 
 
 @dataclass
@@ -92,14 +100,28 @@ class RunResult:
 # -- the embedded CSMS in a child process ---------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class EmbeddedCsms:
+    """Where the embedded CSMS listens: its ws:// URL, and its HTTP API's URL when it runs."""
+
+    url: str
+    api_url: str | None = None
+
+
 @contextlib.asynccontextmanager
 async def embedded_csms(
-    db_path: Path, heartbeat_s: float = 300.0, validate: bool = True
-) -> AsyncIterator[str]:
-    """Start `python -m simulator.csms` on a free loopback port; yields its ws:// URL.
+    db_path: Path,
+    heartbeat_s: float = 300.0,
+    validate: bool = True,
+    api_port: int | None = None,
+    sites_path: Path | None = None,
+) -> AsyncIterator[EmbeddedCsms]:
+    """Start `python -m simulator.csms` on a free loopback port, with its HTTP API on
+    `api_port` (0: a free one) and site load management from `sites_path` when given; yields
+    where it listens.
 
     A child process keeps the CSMS's own work off the generator's core, as a real backend
-    would be; it prints its port once it listens."""
+    would be; it prints its port (and its API's) once it listens."""
     args = [
         sys.executable,
         "-m",
@@ -118,6 +140,10 @@ async def embedded_csms(
     ]
     if not validate:
         args.append("--no-validate")
+    if api_port is not None:
+        args += ["--api-port", str(api_port)]
+    if sites_path is not None:
+        args += ["--sites", str(sites_path)]
     # Its own session: a Ctrl-C in the terminal reaches the whole foreground process group,
     # and the CSMS must outlive the runner's clean stop, which still delivers the last
     # StopTransactions; the runner terminates it afterwards.
@@ -135,10 +161,17 @@ async def embedded_csms(
                 line = await proc.stdout.readline()
         except TimeoutError:
             raise RunError("the embedded CSMS did not start within 30 s") from None
+        # FLEETSIM_CSMS_LISTENING <port> [<api port>]
         words = line.decode(errors="replace").split()
-        if len(words) != 2 or words[0] != "FLEETSIM_CSMS_LISTENING":
+        expected = 2 if api_port is None else 3
+        if (
+            len(words) != expected
+            or words[0] != "FLEETSIM_CSMS_LISTENING"
+            or not all(w.isdigit() for w in words[1:])
+        ):
             raise RunError("the embedded CSMS failed to start (see the lines above)")
-        yield f"ws://127.0.0.1:{int(words[1])}"
+        api_url = None if api_port is None else f"http://127.0.0.1:{int(words[2])}"
+        yield EmbeddedCsms(f"ws://127.0.0.1:{int(words[1])}", api_url)
     finally:
         if proc.returncode is None:
             proc.terminate()
@@ -172,6 +205,49 @@ def make_adapters(fleet: Fleet, stamps: Timestamps) -> list[tuple[Station, Proto
             adapter = V16Adapter(identity, stamps)
         out.append((station, adapter))
     return out
+
+
+def build_chargers(
+    fleet: Fleet, stamps: Timestamps, ctx: LinkContext, online: OnlineConfig
+) -> list[ChargerLink]:
+    """Every station of the fleet as a networked charger: protocol adapter, the version-agnostic
+    charger control (settings, authorisation, operations), its link, and the OCPP operations
+    that a CSMS can invoke on it, wired to each other."""
+    behaviours: dict[int, ChargerBehaviour] = {}
+    links: list[ChargerLink] = []
+    for station, adapter in make_adapters(fleet, stamps):
+        site = fleet.resolved[station.site.index]
+        behaviour = behaviours.get(station.site.index)
+        if behaviour is None:
+            behaviour = behaviours[station.site.index] = ChargerBehaviour.from_model(
+                site.config.charger
+            )
+        settings = ChargerSettings(
+            heartbeat_s=ctx.heartbeat_s,
+            meter_interval_s=online.meter_interval_s,
+            message_attempts=ctx.message_attempts,
+            message_retry_s=ctx.message_retry_s,
+        )
+        # The charger's `misc` stream: reboot times, firmware outcomes and walk-in drivers are
+        # its own draws, so they never shift the demand the fleet sees.
+        rng = charger_streams(fleet.scenario.seed, site.name, station.index).misc
+        control = ChargerControl(station, behaviour, settings, rng)
+        link = ChargerLink(station, adapter, ctx, control)
+        operations: V16Operations | V201Operations
+        if adapter.version == "2.0.1":
+            operations = V201Operations(link, control)
+        else:
+            operations = V16Operations(link, control)
+        link.operations = operations
+        control.listener = operations
+        control.remote = link
+        control.online = partial(_booted, link)
+        links.append(link)
+    return links
+
+
+def _booted(link: ChargerLink) -> bool:
+    return link.state is LinkState.READY
 
 
 def _start_time(options: RunOptions, scenario: Scenario) -> datetime:
@@ -240,17 +316,36 @@ class Runner:
         options = self.options
         target = options.target or self.scenario.online.target.url
         if target is not None:
+            if options.csms_api_port is not None:
+                raise RunError("--csms-api-port needs the embedded CSMS (no --target)")
             return await self._run_against(target, None, embedded=False)
         if options.csms_db is not None:
             db = options.csms_db
             db.parent.mkdir(parents=True, exist_ok=True)
-            async with embedded_csms(db, validate=self.validate) as url:
-                return await self._run_against(url, db, embedded=True)
+            async with self._embedded_csms(db) as csms:
+                return await self._run_against(csms.url, db, embedded=True)
         with tempfile.TemporaryDirectory(prefix="fleetsim-csms-") as tmp:
             db = Path(tmp) / "csms.db"
-            async with embedded_csms(db, validate=self.validate) as url:
-                result = await self._run_against(url, None, embedded=True)
+            async with self._embedded_csms(db) as csms:
+                result = await self._run_against(csms.url, None, embedded=True)
             return result
+
+    @contextlib.asynccontextmanager
+    async def _embedded_csms(self, db: Path) -> AsyncIterator[EmbeddedCsms]:
+        api_port = self.options.csms_api_port
+        with tempfile.TemporaryDirectory(prefix="fleetsim-sites-") as tmp:
+            # Sites with a grid limit are managed by the embedded CSMS, as a real backend's
+            # load management would: it pushes the TxProfiles over OCPP.
+            sites_path: Path | None = Path(tmp) / "sites.json"
+            assert sites_path is not None
+            if write_sites_file(self.scenario, sites_path) == 0:
+                sites_path = None
+            async with embedded_csms(
+                db, validate=self.validate, api_port=api_port, sites_path=sites_path
+            ) as csms:
+                if csms.api_url is not None:
+                    self.console.print(f"CSMS HTTP API: {csms.api_url}/", markup=False)
+                yield csms
 
     async def _run_against(self, target: str, db: Path | None, embedded: bool) -> RunResult:
         scenario, metrics = self.scenario, self.metrics
@@ -263,7 +358,14 @@ class Runner:
         start = _start_time(self.options, scenario)
         env = simpy.Environment()
         calendar = Calendar(start, scenario.timezone)
-        sink = OnlineSink(metrics)
+        power = SitePowerMeter(
+            {
+                site.site_name: site.load_management.grid_limit_kw * 1000.0
+                for site in scenario.sites
+                if site.load_management is not None
+            }
+        )
+        sink = OnlineSink(metrics, power)
         fleet = Fleet(
             scenario,
             env,
@@ -284,7 +386,7 @@ class Runner:
             backoff=Backoff(),
         )
         stamps = Timestamps(start)
-        links = [ChargerLink(s, a, ctx) for s, a in make_adapters(fleet, stamps)]
+        links = build_chargers(fleet, stamps, ctx, online)
         for link in links:
             sink.attach(link)
         for version in {link.adapter.version for link in links}:
@@ -331,6 +433,7 @@ class Runner:
         )
         # Booted and connected when the run ended, before the shutdown closed every connection.
         report["chargers"]["connected_end"] = connected_end
+        report["sites"] = power.report(fleet.env.now)
         checks = evaluate_slos(scenario.slo, report)
         report["slo"] = slo_section(checks)
         return RunResult(report, checks, self.interrupted, target, db, links)
@@ -439,10 +542,12 @@ def run_scenario(
 
 
 __all__ = [
+    "EmbeddedCsms",
     "RunError",
     "RunOptions",
     "RunResult",
     "Runner",
+    "build_chargers",
     "embedded_csms",
     "make_adapters",
     "run_scenario",

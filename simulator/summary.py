@@ -2,6 +2,9 @@
 
 Reduces a SimulationResult to counts, session statistics, peaks and utilisation figures; it
 must not write files or recompute the load curve (peaks come from `result.load` as given).
+Sites under control (load management, static charging profiles) also get the figures that
+compare policies: the exact instantaneous peak from the charging pieces, the grid limit, the
+share of energy delivered and the share of sessions fully served.
 """
 
 from __future__ import annotations
@@ -13,13 +16,23 @@ from typing import Any
 
 import numpy as np
 
-from simulator.records import SimulationResult
+from models.physics import piece_soc_array
+from simulator.records import UNRESTRICTED_COLUMN, PieceTable, SimulationResult, SiteInfo
 
 KWH_DECIMALS = 3
 KW_DECIMALS = 3
 HOURS_DECIMALS = 4
 RATE_DECIMALS = 4
 SHARE_DECIMALS = 6
+# A session is fully served when it got at least this share of the energy its EV would have
+# taken in the same stay unrestricted (limited only by its EVSE's rating and itself).
+FULLY_SERVED_SHARE = 0.99
+# ... or when what it missed is below this (kWh): rounding, not a limit, on a near-full car.
+FULLY_SERVED_SLACK_KWH = 1e-6
+# Below this |b| (kW per unit SoC) a piece draws constant power (as in loadcurve).
+_FLAT_SLOPE = 1e-12
+# Rows expanded at once for the exact peak of sloped pieces (bounds the temporaries).
+_PEAK_MAX_ROWS = 2_000_000
 
 
 def summarise(result: SimulationResult) -> dict[str, Any]:
@@ -54,6 +67,7 @@ def summarise(result: SimulationResult) -> dict[str, Any]:
             "chargers": site.chargers,
             "connectors": site.connectors,
             "installed_kw": _round(site.installed_kw, KW_DECIMALS),
+            **_control(result, i, site, {k: v[rows] for k, v in by_site.items()}),
             **_figures(
                 result,
                 {k: v[rows] for k, v in by_site.items()},
@@ -89,6 +103,122 @@ def summarise(result: SimulationResult) -> dict[str, Any]:
         "sites": sites,
         "total": total,
     }
+
+
+def _control(
+    result: SimulationResult, index: int, site: SiteInfo, cols: dict[str, np.ndarray]
+) -> dict[str, Any]:
+    """The "control" block of a controlled site (nothing for the others).
+
+    peak_kw is the highest instantaneous draw inside the horizon, exact from the charging
+    pieces (not an interval average). energy_delivered_share is delivered over requested
+    energy (what the drivers wanted), energy_unrestricted_share delivered over what the EVs
+    would have taken unrestricted in the same stays; sessions_fully_served counts the sessions
+    that got at least FULLY_SERVED_SHARE of that unrestricted energy (sessions arriving in the
+    horizon; a car still plugged in at the end is judged on its stay so far).
+    """
+    if not site.controlled:
+        return {}
+    peak_kw, peak_s = site_peak_kw(result.pieces, index, result.horizon_s)
+    delivered = np.asarray(cols["energy_delivered_kwh"], dtype=np.float64)
+    wanted = np.asarray(cols["energy_wanted_kwh"], dtype=np.float64)
+    unrestricted = np.asarray(
+        cols.get(UNRESTRICTED_COLUMN, np.full(delivered.shape, np.nan)), dtype=np.float64
+    )
+    judged = np.isfinite(unrestricted) & np.isfinite(delivered)
+    served = delivered[judged] >= np.minimum(
+        FULLY_SERVED_SHARE * unrestricted[judged],
+        unrestricted[judged] - FULLY_SERVED_SLACK_KWH,
+    )
+    n_judged = int(judged.sum())
+    delivered_total = float(np.nansum(delivered))
+    peak_time = None
+    if peak_s is not None:
+        peak_time = format_utc(result.start + timedelta(seconds=peak_s))
+    return {
+        "control": {
+            "policy": site.load_policy,
+            "grid_limit_kw": _round(site.grid_limit_kw, KW_DECIMALS),
+            "charging_profiles": site.charging_profiles,
+            "peak_kw": _round(peak_kw, KW_DECIMALS),
+            "peak_time": peak_time,
+            "energy_requested_kwh": _round(float(np.nansum(wanted)), KWH_DECIMALS),
+            "energy_unrestricted_kwh": _round(
+                float(unrestricted[judged].sum()) if n_judged else None, KWH_DECIMALS
+            ),
+            "energy_delivered_kwh": _round(delivered_total, KWH_DECIMALS),
+            "energy_delivered_share": _round(
+                _ratio(delivered_total, float(np.nansum(wanted))), SHARE_DECIMALS
+            ),
+            "energy_unrestricted_share": _round(
+                _ratio(float(delivered[judged].sum()), float(unrestricted[judged].sum())),
+                SHARE_DECIMALS,
+            ),
+            "sessions_fully_served": int(served.sum()),
+            "sessions_fully_served_share": _round(
+                _ratio(int(served.sum()), n_judged), SHARE_DECIMALS
+            ),
+        }
+    }
+
+
+def site_peak_kw(pieces: PieceTable, site: int, horizon_s: float) -> tuple[float, float | None]:
+    """The highest instantaneous kW the site draws in [0, horizon_s], and when (None: no load).
+
+    Exact: on a piece, power is p0 * exp(b t / (3600 C)) (convex), so between two consecutive
+    piece boundaries the site's power is a sum of convex functions and peaks at one end; the
+    peak is the largest left or right limit at a boundary.
+    """
+    sel = np.flatnonzero(np.asarray(pieces.site) == site)
+    t0 = np.asarray(pieces.t0_s, dtype=np.float64)[sel]
+    lo = np.maximum(t0, 0.0)
+    hi = np.minimum(np.asarray(pieces.t1_s, dtype=np.float64)[sel], horizon_s)
+    keep = hi > lo
+    if not keep.any():
+        return 0.0, None
+    sel, t0, lo, hi = sel[keep], t0[keep], lo[keep], hi[keep]
+    a = np.asarray(pieces.a, dtype=np.float64)[sel]
+    b = np.asarray(pieces.b, dtype=np.float64)[sel]
+    times = np.unique(np.concatenate([lo, hi]))
+    n = times.size
+    i0 = np.searchsorted(times, lo)
+    i1 = np.searchsorted(times, hi)
+    # right[k]: pieces with i0 <= k < i1 (just after times[k]); left[k]: i0 < k <= i1.
+    right = np.zeros(n + 1)
+    left = np.zeros(n + 2)
+    flat = np.abs(b) < _FLAT_SLOPE
+    np.add.at(right, i0[flat], a[flat])
+    np.add.at(right, i1[flat], -a[flat])
+    np.add.at(left, i0[flat] + 1, a[flat])
+    np.add.at(left, i1[flat] + 1, -a[flat])
+    right = np.cumsum(right)[:n]
+    left = np.cumsum(left)[:n]
+    curved = np.flatnonzero(~flat)
+    if curved.size:
+        cap = np.asarray(pieces.capacity_kwh, dtype=np.float64)[sel]
+        soc0 = np.asarray(pieces.soc0, dtype=np.float64)[sel]
+        counts = i1[curved] - i0[curved] + 1
+        ends = np.cumsum(counts)
+        first = 0
+        while first < curved.size:
+            done = int(ends[first - 1]) if first else 0
+            stop = max(int(np.searchsorted(ends, done + _PEAK_MAX_ROWS, side="right")), first + 1)
+            group = curved[first:stop]
+            m = counts[first:stop]
+            owner = np.repeat(group, m)
+            offset = np.arange(owner.size) - np.repeat(np.cumsum(m) - m, m)
+            k = i0[owner] + offset
+            soc = piece_soc_array(a[owner], b[owner], cap[owner], soc0[owner], times[k] - t0[owner])
+            power = np.maximum(a[owner] + b[owner] * soc, 0.0)
+            right += np.bincount(k, weights=np.where(k < i1[owner], power, 0.0), minlength=n)
+            left += np.bincount(k, weights=np.where(k > i0[owner], power, 0.0), minlength=n)
+            first = stop
+    both = np.maximum(left, right)
+    k = int(np.argmax(both))
+    peak = float(both[k])
+    if not peak > 0.0:
+        return 0.0, None
+    return peak, float(times[k])
 
 
 def format_utc(moment: datetime) -> str:

@@ -125,6 +125,21 @@ def test_an_unreachable_csms_is_reported_and_fails_the_run(tmp_path: Path) -> No
     assert "Traceback" not in proc.stderr
 
 
+def _wait_for_a_transaction(db: Path, proc: subprocess.Popen[str], timeout_s: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, "the run ended before it was signalled"
+        if db.exists():
+            try:
+                with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True)) as conn:
+                    if conn.execute("SELECT COUNT(*) FROM transactions").fetchone()[0] > 0:
+                        return
+            except sqlite3.Error:
+                pass  # not created yet, or being written: look again
+        time.sleep(0.2)
+    raise AssertionError("no transaction reached the CSMS in time")
+
+
 @pytest.mark.parametrize(
     "how",
     [
@@ -139,6 +154,7 @@ def test_a_signal_ends_a_run_cleanly_and_delivers_the_last_messages(
 ) -> None:
     scenario = _scenario_file(tmp_path, duration="10m")
     report_path = tmp_path / "report.json"
+    db = tmp_path / "csms.db"
     proc = subprocess.Popen(
         [
             *FLEETSIM,
@@ -149,6 +165,8 @@ def test_a_signal_ends_a_run_cleanly_and_delivers_the_last_messages(
             "-q",
             "--report",
             str(report_path),
+            "--csms-db",
+            str(db),
         ],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -156,7 +174,9 @@ def test_a_signal_ends_a_run_cleanly_and_delivers_the_last_messages(
         start_new_session=True,  # a process group of its own, like a terminal job
     )
     try:
-        time.sleep(4.0)
+        # Signal once transactions are under way (start-up time varies with the machine's
+        # load): the CSMS's database shows the first one.
+        _wait_for_a_transaction(db, proc)
         if how == "sigterm":
             proc.send_signal(signal.SIGTERM)
         else:
