@@ -181,14 +181,17 @@ class ProfileStore:
     def __len__(self) -> int:
         return len(self._profiles)
 
-    def set(self, profile: ChargingProfile, active_tx: str | None = None) -> bool:
+    def set(
+        self, profile: ChargingProfile, active_tx: str | None = None, keep_disjoint: bool = False
+    ) -> bool:
         """Install a profile (SetChargingProfile); False means Rejected.
 
         `active_tx` is the transaction running on `profile.evse_id`, if any. A TxProfile needs
         one (and must name it, if it names a transaction); a TxProfile without a transaction id
         is bound to it. Station-max profiles belong on evse 0, TxProfiles on a real evse. A
         profile replaces one with the same id, and one with the same stack level and purpose
-        on the same evse (1.6 §3.13.2).
+        on the same evse (1.6 §3.13.2). With `keep_disjoint` (2.0.1, K01.FR.05/39) the latter
+        is replaced only where their validity periods overlap: disjoint ones coexist.
         """
         purpose = profile.purpose
         if purpose is ChargingProfilePurpose.STATION_MAX and profile.evse_id != 0:
@@ -210,6 +213,7 @@ class ProfileStore:
                 p.evse_id == profile.evse_id
                 and p.purpose is purpose
                 and p.stack_level == profile.stack_level
+                and (not keep_disjoint or validity_overlaps(p, profile))
             )
         ]
         if (
@@ -258,6 +262,16 @@ class ProfileStore:
     def end_transaction(self, evse_id: int) -> int:
         """Drop the evse's TxProfiles: they end with their transaction. Returns how many."""
         return self.clear(evse_id=evse_id, purpose=ChargingProfilePurpose.TX)
+
+
+def validity_overlaps(a: ChargingProfile, b: ChargingProfile) -> bool:
+    """Whether the validity periods [valid_from, valid_to) of two profiles share an instant
+    (an open end reaches to infinity)."""
+    a0 = -math.inf if a.valid_from_s is None else a.valid_from_s
+    a1 = math.inf if a.valid_to_s is None else a.valid_to_s
+    b0 = -math.inf if b.valid_from_s is None else b.valid_from_s
+    b1 = math.inf if b.valid_to_s is None else b.valid_to_s
+    return a0 < b1 and b0 < a1
 
 
 # --- composite limit ------------------------------------------------------------------------

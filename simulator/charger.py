@@ -28,7 +28,7 @@ from models.smart_charging import (
     ChargingRateUnit,
     ChargingSchedule,
 )
-from simulator.events import Authorizer, StopReason
+from simulator.events import LOCAL_DECISION, Authorizer, StopReason
 from simulator.station import (
     Availability,
     Connector,
@@ -314,12 +314,14 @@ class ChargerControl:
         if isinstance(answer, bool):
             self._remember(id_tag, answer)
         elif answer.callbacks is not None:
-            answer.callbacks.append(lambda event: self._remember(id_tag, bool(event.value)))
+            answer.callbacks.append(lambda event: self._remember(id_tag, event.value))
         else:
-            self._remember(id_tag, bool(answer.value))
+            self._remember(id_tag, answer.value)
         return answer
 
-    def _remember(self, id_tag: str, accepted: bool) -> None:
+    def _remember(self, id_tag: str, accepted: object) -> None:
+        if accepted == LOCAL_DECISION:
+            return  # decided without the CSMS: nothing learnt about the tag
         if not self.settings.auth_cache_enabled or id_tag in self._local_list:
             return  # 1.6: ids on the local list are not cached
         cache = self._cache
@@ -486,11 +488,13 @@ class ChargerControl:
 
     # -- smart charging ------------------------------------------------------------------------
 
-    def install_profile(self, profile: ChargingProfile) -> bool:
-        """SetChargingProfile; False = Rejected (also when smart charging is disabled)."""
+    def install_profile(self, profile: ChargingProfile, keep_disjoint: bool = False) -> bool:
+        """SetChargingProfile; False = Rejected (also when smart charging is disabled).
+        `keep_disjoint`: 2.0.1's rule, where profiles of one purpose and stack level coexist
+        when their validity periods do not overlap."""
         if not self.settings.smart_charging_enabled:
             return False
-        return self.station.install_profile(profile)
+        return self.station.install_profile(profile, keep_disjoint)
 
     def clear_profiles(
         self,

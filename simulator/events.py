@@ -20,6 +20,12 @@ if TYPE_CHECKING:
     from simulator.station import Connector, ConnectorStatus, Site, Transaction
 
 
+# The answer to an Authorize the CSMS never gave (the connection dropped, or the call timed
+# out): the charger decided locally, as if offline. Truthy, so the driver may charge; it is not
+# the CSMS's verdict, so it must not enter the authorisation cache.
+LOCAL_DECISION = "local"
+
+
 class StopReason(StrEnum):
     """Why a transaction ended; values are OCPP 1.6 Reason names (2.0.1 adapters map them)."""
 

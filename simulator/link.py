@@ -23,6 +23,7 @@ import simpy
 from ocpp.v16.enums import Action as V16Action
 
 from simulator.clock import OnlineClock
+from simulator.events import LOCAL_DECISION
 from simulator.protocol.base import Outbound, ProtocolAdapter
 from simulator.rpc import (
     CallError,
@@ -354,7 +355,7 @@ class ChargerLink:
             if message.transactional:
                 kept.append(message)
             elif message.waiter is not None:
-                self._answer(message.waiter, True)  # offline: authorise locally
+                self._answer(message.waiter, LOCAL_DECISION)  # offline: authorise locally
         self.queue = kept
 
     async def _online(self, rpc: RpcConnection) -> None:
@@ -468,7 +469,9 @@ class ChargerLink:
             return False
         if message.waiter is not None:
             # A CALLERROR is a refusal; silence is treated like being offline.
-            self._answer(message.waiter, isinstance(outcome, CallTimeout))
+            self._answer(
+                message.waiter, LOCAL_DECISION if isinstance(outcome, CallTimeout) else False
+            )
         if message.transactional and isinstance(outcome, CallError | CallTimeout):
             message.attempts += 1
             control = self.control
@@ -486,7 +489,7 @@ class ChargerLink:
             )
         return False
 
-    def _answer(self, waiter: simpy.Event, accepted: bool) -> None:
+    def _answer(self, waiter: simpy.Event, accepted: bool | str) -> None:
         if not waiter.triggered:
             self.ctx.clock.call_soon(partial(_succeed, waiter, accepted))
 
@@ -539,6 +542,6 @@ def _release(waiter: asyncio.Future[None]) -> None:
         waiter.set_result(None)
 
 
-def _succeed(waiter: simpy.Event, value: bool) -> None:
+def _succeed(waiter: simpy.Event, value: bool | str) -> None:
     if not waiter.triggered:
         waiter.succeed(value)

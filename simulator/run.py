@@ -27,7 +27,6 @@ import simpy
 from rich.console import Console
 
 from models.calendar import Calendar
-from models.rng import charger_streams
 from simulator.charger import ChargerBehaviour, ChargerControl, ChargerSettings
 from simulator.clock import OnlineClock, quiet_gc
 from simulator.csms.load_manager import write_sites_file
@@ -228,10 +227,9 @@ def build_chargers(
             message_attempts=ctx.message_attempts,
             message_retry_s=ctx.message_retry_s,
         )
-        # The charger's `misc` stream: reboot times, firmware outcomes and walk-in drivers are
-        # its own draws, so they never shift the demand the fleet sees.
-        rng = charger_streams(fleet.scenario.seed, site.name, station.index).misc
-        control = ChargerControl(station, behaviour, settings, rng)
+        # The station's `misc` stream: reboot times, firmware outcomes and walk-in drivers are
+        # the charger's own draws, so they never shift the demand the fleet sees.
+        control = ChargerControl(station, behaviour, settings, station.rng)
         link = ChargerLink(station, adapter, ctx, control)
         operations: V16Operations | V201Operations
         if adapter.version == "2.0.1":

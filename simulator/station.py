@@ -1103,9 +1103,10 @@ class Station:
             self._watched = True
         return self._profiles
 
-    def install_profile(self, profile: ChargingProfile) -> bool:
+    def install_profile(self, profile: ChargingProfile, keep_disjoint: bool = False) -> bool:
         """SetChargingProfile; False = Rejected (unknown EVSE, a TxProfile without a running
-        transaction, or the store's limits). Limits change at once."""
+        transaction, or the store's limits). Limits change at once. `keep_disjoint`: see
+        ProfileStore.set (2.0.1 replacement rule)."""
         if profile.evse_id > len(self.connectors):
             return False
         active: str | None = None
@@ -1113,7 +1114,7 @@ class Station:
             tx = self.connectors[profile.evse_id - 1].tx
             if tx is not None and tx.open:
                 active = str(tx.seq)
-        if not self.profiles.set(profile, active):
+        if not self.profiles.set(profile, active, keep_disjoint):
             return False
         self.apply_limits()
         return True

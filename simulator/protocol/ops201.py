@@ -38,6 +38,7 @@ from models.smart_charging import (
     ChargingSchedule,
     RecurrencyKind,
     SchedulePeriod,
+    validity_overlaps,
 )
 from simulator.charger import FirmwareStatus, ResetKind, UploadStatus
 from simulator.link import LinkState
@@ -230,15 +231,6 @@ def composite_payload(
         "chargingRateUnit": schedule.unit.value,
         "chargingSchedulePeriod": _periods(schedule, True),
     }
-
-
-def _overlaps(a: ChargingProfile, b: ChargingProfile) -> bool:
-    """Whether two profiles' validity windows share any instant (open ends are unbounded)."""
-    a_from = -float("inf") if a.valid_from_s is None else a.valid_from_s
-    a_to = float("inf") if a.valid_to_s is None else a.valid_to_s
-    b_from = -float("inf") if b.valid_from_s is None else b.valid_from_s
-    b_to = float("inf") if b.valid_to_s is None else b.valid_to_s
-    return a_from < b_to and b_from < a_to
 
 
 def _status(status: str, reason: str | None = None) -> Payload:
@@ -852,9 +844,10 @@ class V201Operations:
             same = control.profiles(evse_id, profile.purpose, profile.stack_level)
             # K01.FR.39: two profiles of one purpose and stack level on one EVSE must not be
             # valid at the same time (the same id replaces its old self).
-            if any(o.profile_id != profile.profile_id and _overlaps(o, profile) for o in same):
+            pid = profile.profile_id
+            if any(o.profile_id != pid and validity_overlaps(o, profile) for o in same):
                 return "DuplicateProfile"
-            if not control.install_profile(profile):
+            if not control.install_profile(profile, keep_disjoint=True):
                 return "InvalidProfile"
             return None
 

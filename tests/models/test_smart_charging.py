@@ -282,6 +282,23 @@ def test_store_replaces_by_id_and_by_stack_level_purpose_and_evse() -> None:
     assert [p.profile_id for p in store.profiles(stack_level=2)] == [4, 2, 3]
 
 
+def test_store_keeps_disjoint_validity_periods_side_by_side_under_the_2_0_1_rule() -> None:
+    s = sched(A, (0, 10), start=0)
+    morning = profile(1, DEFAULT, s, evse=1, valid_from_s=0, valid_to_s=100)
+    afternoon = profile(2, DEFAULT, s, evse=1, valid_from_s=100, valid_to_s=200)
+    overlapping = profile(3, DEFAULT, s, evse=1, valid_from_s=150)
+    store = ProfileStore()
+    assert store.set(morning, keep_disjoint=True)
+    assert store.set(afternoon, keep_disjoint=True)
+    assert [p.profile_id for p in store.profiles()] == [1, 2]
+    assert store.set(overlapping, keep_disjoint=True)  # replaces only what it overlaps
+    assert [p.profile_id for p in store.profiles()] == [1, 3]
+    # The 1.6 rule replaces by stack level and purpose whatever the validity.
+    legacy = ProfileStore()
+    assert legacy.set(morning) and legacy.set(afternoon)
+    assert [p.profile_id for p in legacy.profiles()] == [2]
+
+
 def test_store_refusals() -> None:
     store = ProfileStore(max_stack_level=3, max_profiles=2)
     s = sched(A, (0, 10), start=0)

@@ -22,7 +22,7 @@ from simulator.charger import (
     UploadStatus,
     firmware_name,
 )
-from simulator.events import StopReason
+from simulator.events import LOCAL_DECISION, StopReason
 from simulator.scenario import ChargerModel
 from simulator.station import Connector, Site, Station, StationSpec
 from tests.simulator.test_station import AC11, Recorder, ev
@@ -68,14 +68,14 @@ class Remote:
     def __init__(self, env: simpy.Environment, deferred: bool = False) -> None:
         self.env = env
         self.deferred = deferred
-        self.answers: dict[str, bool] = {}
+        self.answers: dict[str, bool | str] = {}
         self.asked: list[str] = []
 
     def authorize(self, connector: Connector, id_tag: str) -> bool | simpy.Event:
         self.asked.append(id_tag)
         answer = self.answers.get(id_tag, False)
         if not self.deferred:
-            return answer
+            return bool(answer)
         event = self.env.event()
 
         def later() -> Any:
@@ -164,6 +164,19 @@ def test_a_deferred_answer_is_cached_when_it_arrives() -> None:
     assert isinstance(answer, simpy.Event) and control.cached("OK") is None
     env.run(until=10)
     assert answer.value is True and control.cached("OK") == "Accepted"
+
+
+def test_a_local_decision_after_a_timeout_lets_the_driver_charge_but_is_not_cached() -> None:
+    env, control, _, _ = build()
+    remote = control.remote = Remote(env, deferred=True)
+    remote.answers["SILENT"] = LOCAL_DECISION  # what the link answers when the CSMS is silent
+    answer = control.authorize(connector_of(control), "SILENT")
+    assert isinstance(answer, simpy.Event)
+    env.run(until=10)
+    assert answer.value  # the driver charges...
+    assert control.cached("SILENT") is None  # ...but nothing was learnt about the tag
+    control.authorize(connector_of(control), "SILENT")
+    assert remote.asked == ["SILENT", "SILENT"]
 
 
 @pytest.mark.parametrize(
