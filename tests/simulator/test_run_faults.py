@@ -17,7 +17,7 @@ from typing import Any
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.typing import Subprotocol
 
-from simulator.rpc import Handler, OcppError, RpcConnection
+from simulator.rpc import CallResult, Handler, OcppError, RpcConnection
 from simulator.run import Runner, RunOptions, RunResult
 from simulator.schemas import FrameValidator
 from tests.conftest import busy_scenario
@@ -44,9 +44,14 @@ class FakeCsms:
         silent_actions: frozenset[str] = frozenset(),
         close_after: int | None = None,
         pending_boots: int = 0,
+        trigger_pending_boots: bool = False,
     ) -> None:
         self.heartbeat_s = heartbeat_s
         self.pending_boots = pending_boots
+        # 2.0.1 only: after a Pending answer, TriggerMessage BootNotification at once.
+        self.trigger_pending_boots = trigger_pending_boots
+        self.rpcs: dict[str, RpcConnection] = {}
+        self.trigger_answers: list[Any] = []
         self.boots: Counter[str] = Counter()
         self.boot_times: dict[str, list[float]] = defaultdict(list)
         self.error_actions = error_actions
@@ -117,7 +122,15 @@ class FakeCsms:
         rpc = RpcConnection(
             ws, version, handlers=handlers, validator=self.validators[version], observer=self
         )
+        self.rpcs[charger] = rpc
         await rpc.serve()
+
+    async def _trigger_boot(self, charger: str) -> None:
+        await asyncio.sleep(0.05)  # after the Pending answer has gone out
+        outcome = await self.rpcs[charger].call(
+            "TriggerMessage", {"requestedMessage": "BootNotification"}
+        )
+        self.trigger_answers.append(outcome)
 
     def _handler(
         self, ws: ServerConnection, charger: str, version: str, action: str, answer: Any
@@ -129,6 +142,9 @@ class FakeCsms:
                 self.boots[charger] += 1
                 self.boot_times[charger].append(asyncio.get_running_loop().time())
                 if self.boots[charger] <= self.pending_boots:
+                    if self.trigger_pending_boots and version == "2.0.1":
+                        task = asyncio.get_running_loop().create_task(self._trigger_boot(charger))
+                        self.never_answered.append(task)  # type: ignore[arg-type]
                     # Pending, come back in an hour (one wall second at 3600x).
                     return {"status": "Pending", "currentTime": NOW, "interval": 3600}
             if (
@@ -376,3 +392,21 @@ async def test_a_pending_boot_is_retried_after_its_interval_and_nothing_else_is_
     for charger, (first, second) in csms.boot_times.items():
         assert 0.95 <= second - first <= 1.5, charger
     assert result.report["actions"]["StatusNotification"]["count"] > 0
+
+
+async def test_a_triggered_boot_while_pending_is_sent_at_once_and_says_so() -> None:
+    csms = FakeCsms(pending_boots=1, trigger_pending_boots=True)
+    result = await _run(csms)
+    _check_common(csms, result)
+    assert len(csms.trigger_answers) == 3  # the three 2.0.1 chargers
+    assert all(
+        isinstance(a, CallResult) and a.payload == {"status": "Accepted"}
+        for a in csms.trigger_answers
+    )
+    for charger, times in csms.boot_times.items():
+        boots = [p for a, p in csms.messages[charger] if a == "BootNotification"]
+        if "reason" in boots[0]:  # 2.0.1: booted again on the trigger, well before the hour
+            assert times[1] - times[0] < 0.5, charger
+            assert boots[1]["reason"] == "Triggered"
+        else:  # 1.6 waited for the interval (one wall second)
+            assert times[1] - times[0] >= 0.95, charger
