@@ -230,18 +230,27 @@ def build_chargers(
         # The station's `misc` stream: reboot times, firmware outcomes and walk-in drivers are
         # the charger's own draws, so they never shift the demand the fleet sees.
         control = ChargerControl(station, behaviour, settings, station.rng)
-        link = ChargerLink(station, adapter, ctx, control)
-        operations: V16Operations | V201Operations
-        if adapter.version == "2.0.1":
-            operations = V201Operations(link, control)
-        else:
-            operations = V16Operations(link, control)
-        link.operations = operations
-        control.listener = operations
-        control.remote = link
-        control.online = partial(_booted, link)
-        links.append(link)
+        links.append(networked_charger(station, adapter, ctx, control))
     return links
+
+
+def networked_charger(
+    station: Station, adapter: ProtocolAdapter, ctx: LinkContext, control: ChargerControl
+) -> ChargerLink:
+    """One station's link, with the OCPP operations of its adapter's version, wired both ways:
+    the CSMS's calls reach the control through the operations, the control's events (firmware,
+    reboots) go out through them, and the control asks the CSMS through the link."""
+    link = ChargerLink(station, adapter, ctx, control)
+    operations: V16Operations | V201Operations
+    if adapter.version == "2.0.1":
+        operations = V201Operations(link, control)
+    else:
+        operations = V16Operations(link, control)
+    link.operations = operations
+    control.listener = operations
+    control.remote = link
+    control.online = partial(_booted, link)
+    return link
 
 
 def _booted(link: ChargerLink) -> bool:
@@ -548,5 +557,6 @@ __all__ = [
     "build_chargers",
     "embedded_csms",
     "make_adapters",
+    "networked_charger",
     "run_scenario",
 ]

@@ -326,7 +326,6 @@ class V201Operations:
         self._schedule_ids: dict[int, int] | None = None
         self._reboot_rpc: RpcConnection | None = None
         self._cancelling: int | None = None
-        control.listener = self
         self._apply_measurands(control.settings.measurands)
 
     def handlers(self) -> Mapping[str, Handler]:

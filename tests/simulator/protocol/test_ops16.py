@@ -34,7 +34,7 @@ from simulator.charger import (
 from simulator.clock import OnlineClock
 from simulator.csms import CsmsConfig, CsmsServer
 from simulator.csms.store import TransactionRecord
-from simulator.link import ChargerLink, LinkContext, LinkState
+from simulator.link import LinkContext, LinkState
 from simulator.online import OnlineSink
 from simulator.protocol import config16
 from simulator.protocol.base import Outbound, Timestamps
@@ -48,6 +48,7 @@ from simulator.protocol.ops16 import (
 )
 from simulator.protocol.v16 import MEASURANDS, V16Adapter
 from simulator.rpc import CallResult
+from simulator.run import networked_charger
 from simulator.station import Site, Station, StationSpec
 from simulator.transport import Backoff, ConnectionRamp, ConnectSettings
 
@@ -496,12 +497,9 @@ class Charger:
         self.adapter = adapter
         settings = ChargerSettings(heartbeat_s=600.0, meter_interval_s=meter_interval_s)
         self.control = ChargerControl(self.station, behaviour, settings, np.random.default_rng(9))
-        self.link = ChargerLink(self.station, adapter, self.ctx, self.control)
-        self.ops = V16Operations(self.link, self.control)
-        self.link.operations = self.ops
-        self.control.listener = self.ops
-        self.control.remote = self.link
-        self.control.online = lambda: self.link.state is LinkState.READY
+        self.link = networked_charger(self.station, adapter, self.ctx, self.control)
+        assert isinstance(self.link.operations, V16Operations)
+        self.ops = self.link.operations
         self.sink.attach(self.link)
         self._task: asyncio.Task[None] | None = None
 

@@ -51,6 +51,7 @@ from simulator.protocol.ops201 import (
 )
 from simulator.protocol.v201 import V201Adapter, sampled_values
 from simulator.rpc import CallResult
+from simulator.run import networked_charger
 from simulator.station import ConnectorStatus, Site, Station, StationSpec
 from simulator.transport import Backoff, ConnectionRamp, ConnectSettings
 
@@ -646,11 +647,9 @@ async def start_rig(
     )
     adapter = V201Adapter(ChargerIdentity(cid, "Fleetsim", "Sim-AC", "SN-201", "1.0.0"), STAMPS)
     control = ChargerControl(the_station, BEHAVIOUR, settings or ChargerSettings(), rng)
-    link = ChargerLink(the_station, adapter, ctx, control)
-    ops = V201Operations(link, control)
-    link.operations = ops
-    control.remote = link
-    control.online = lambda: link.state is LinkState.READY
+    link = networked_charger(the_station, adapter, ctx, control)
+    ops = link.operations
+    assert isinstance(ops, V201Operations)
     sink.attach(link)
     rig = Rig(csms, env, the_station, control, link, ops, clock, observer, wire, cid)
     clock.start()
