@@ -446,6 +446,11 @@ class ChargerControl:
         self.listener.rebooting(downtime)
         return downtime
 
+    def power_lost(self, downtime_s: float) -> None:
+        """The station lost power (Station.power_loss): whatever reboot was under way, the
+        next boot is a PowerUp (2.0.1 BootReason). Wired with the link to on_power_loss."""
+        self.boot_reason = "PowerUp"
+
     def _reset_when_idle(self, token: int) -> Any:
         try:
             yield self.station.when_idle()

@@ -20,6 +20,7 @@ from simulator.events import Authorizer, StationSink
 from simulator.records import SiteInfo
 from simulator.scenario import ResolvedSite, Scenario, resolve_site
 from simulator.station import Site, Station, StationSpec
+from simulator.station_faults import FaultLog, install_station_faults
 
 
 def charger_id(pattern: str, site: str, index: int) -> str:
@@ -32,6 +33,9 @@ class FleetOptions:
     """How the stations are built for a particular clock (offline or online)."""
 
     meter_interval_s: float | None = None
+    # Simulated time of the scenario's start (offline: the end of the warm-up), from which
+    # fixed fault offsets count.
+    start_s: float = 0.0
 
 
 class Fleet:
@@ -77,6 +81,11 @@ class Fleet:
                     env, site, index, cid, spec, sink, authorizer, demand, rng=streams.misc
                 )
                 self.stations.append(station)
+        # Station faults (connector faults, power loss) when the scenario has them; their
+        # streams exist only then, so a scenario without faults draws exactly as before.
+        self.fault_log: FaultLog | None = install_station_faults(
+            env, self.stations, scenario.faults, scenario.seed, options.start_s
+        )
 
     def _day_factor(self, resolved: ResolvedSite) -> Callable[[int], float] | None:
         k = getattr(resolved.params, "overdispersion_k", None)

@@ -21,7 +21,7 @@ from models.physics import ChargePlan
 from models.vehicles import vehicle_names
 from simulator.clock import OfflineClock, quiet_gc
 from simulator.events import AcceptAll, MeterSample
-from simulator.fleet import Fleet
+from simulator.fleet import Fleet, FleetOptions
 from simulator.loadcurve import bin_load, parse_resolution
 from simulator.records import (
     SESSION_COLUMNS,
@@ -279,7 +279,9 @@ def simulate(
     # Only a scenario with site control puts a sink in front of the recorder: the others keep
     # the direct path, event for event.
     sink = ControlledSink(recorder) if controlled else None
-    fleet = Fleet(scenario, env, calendar, sink or recorder, AcceptAll())
+    fleet = Fleet(
+        scenario, env, calendar, sink or recorder, AcceptAll(), FleetOptions(start_s=warmup_s)
+    )
     if sink is not None:
         install(fleet, sink, origin)
 
@@ -306,5 +308,8 @@ def simulate(
         ),
         events_processed=clock.events_scheduled,
     )
+    if fleet.fault_log is not None:
+        names = [site.name for site in fleet.sites]
+        result.faults = fleet.fault_log.summary(names, warmup_s, horizon_s)
     result.summary = summarise(result)
     return result

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 import numpy as np
 
@@ -130,6 +131,9 @@ class SimulationResult:
     turned_away: np.ndarray  # per site: EVs that found no free connector within their patience
     events_processed: int = 0
     summary: dict[str, object] = field(default_factory=dict)
+    # The summary's `faults` block (station_faults.FaultLog.summary) when the scenario has
+    # station faults; None otherwise, and the summary has no such block.
+    faults: dict[str, Any] | None = None
 
     @property
     def horizon_s(self) -> float:

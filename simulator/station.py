@@ -7,7 +7,8 @@ touches a socket, a file or the wall clock, so the same code runs offline and on
 The operations a CSMS can invoke (smart-charging profiles, availability, reservations, remote
 start, reboot, unlock, meter interval) live here too, version-agnostic, so that offline policies
 and both OCPP versions drive the same model. Their state is created on first use: a station that
-never sees one pays a few attribute checks per session, nothing more.
+never sees one pays a few attribute checks per session, nothing more. The faults a station
+suffers (a connector fault, a power loss) live here too; simulator.station_faults schedules them.
 """
 
 from __future__ import annotations
@@ -55,6 +56,14 @@ PROFILE_MAX_INSTALLED = 24
 # so a smaller limit pauses the charge (SuspendedEVSE) instead of charging slower.
 MIN_AC_CURRENT_A = 6.0
 _EPS = 1e-9
+
+# StatusNotification errorCode of a connector that is not faulted (1.6 ChargePointErrorCode).
+NO_ERROR = "NoError"
+# How a connector fault ends a transaction: 1.6 has no fault reason ("Other"); 2.0.1 maps it
+# to stoppedReason Other with triggerReason AbnormalCondition.
+FAULT_STOP_REASON = StopReason.OTHER
+# The cause of the interrupt that tells a connector's process a fault ended its session.
+_FAULT = "fault"
 
 Availability = Literal["Accepted", "Scheduled", "Rejected"]
 ReserveStatus = Literal["Accepted", "Faulted", "Occupied", "Rejected", "Unavailable"]
@@ -226,6 +235,8 @@ class Connector:
     __slots__ = (
         "_claim",
         "_env",
+        "_fault_until",
+        "_faulted",
         "_interruptible",
         "_operative",
         "_out",
@@ -235,6 +246,7 @@ class Connector:
         "_sampler",
         "_sink",
         "_wake",
+        "error_code",
         "ev",
         "evse_id",
         "free",
@@ -270,6 +282,10 @@ class Connector:
         self._plugged: simpy.Event | None = None
         self._pending_inoperative = False
         self._out = False  # this EVSE alone is rebooting (2.0.1 Reset with evseId)
+        # A fault: Faulted with `error_code` until `_fault_until` (see Station.fault_connector).
+        self._faulted = False
+        self._fault_until = math.nan
+        self.error_code = NO_ERROR
         # Operative, not rebooting alone, nothing scheduled: the per-session fast path (during
         # a session there is never a reservation or a start claim, so nothing else matters).
         self._plain = True
@@ -307,15 +323,31 @@ class Connector:
         self._operative = value
         self._sync()
 
+    @property
+    def faulted(self) -> bool:
+        """A fault keeps the connector Faulted, closed to EVs, until it is repaired."""
+        return self._faulted
+
     def _sync(self) -> None:
-        """Recompute `_plain` after `operative`, `_out` or `_pending_inoperative` changed."""
-        self._plain = self._operative and not self._out and not self._pending_inoperative
+        """Recompute `_plain` after `operative`, `_out`, `_pending_inoperative` or `_faulted`
+        changed."""
+        self._plain = self._operative and not (
+            self._out or self._pending_inoperative or self._faulted
+        )
 
     def _open_to_all(self) -> bool:
         """Whether any arriving EV may take this connector."""
-        return self.operative and not self._out and self.reservation is None and self._claim is None
+        return (
+            self.operative
+            and not self._out
+            and not self._faulted
+            and self.reservation is None
+            and self._claim is None
+        )
 
     def _idle_status(self) -> ConnectorStatus:
+        if self._faulted:
+            return ConnectorStatus.FAULTED
         if not self.operative or self._out:
             return ConnectorStatus.UNAVAILABLE
         if self.reservation is not None:
@@ -342,8 +374,8 @@ class Connector:
         """Stop the running transaction now (remote stop, end of a run); the EV stays plugged
         in until its driver comes back. False if there is no transaction to stop."""
         tx = self.tx
-        if tx is None or not tx.open or self.stop_requested is not None:
-            return False
+        if tx is None or not tx.open or self.stop_requested is not None or self._faulted:
+            return False  # (a fault is ending it already)
         self.stop_requested = reason
         self._nudge("stop")
         return True
@@ -423,11 +455,54 @@ class Connector:
                     self._wake = self.station.env.event()
                     if self._plain or self._open_to_all():
                         site.mark_free(self)
-                ev = yield self._wake
+                try:
+                    ev = yield self._wake
+                except simpy.Interrupt:
+                    wake = self._wake
+                    if wake is None or not wake.triggered:
+                        continue  # no EV was handed over: nothing to end, wait on
+                    # A fault after an EV was handed over, before it plugged in: it leaves.
+                    self._wake = None
+                    handed = wake.value
+                    assert handed is not None
+                    self._end_by_fault(handed)
+                    continue
                 self._wake = None
             assert ev is not None
-            yield from self._session(ev)
+            # Only a fault interrupts the process outside the waits that expect a limit change
+            # or a stop (Station.fault_connector), wherever the session is: it ends here.
+            try:
+                yield from self._session(ev)
+            except simpy.Interrupt:
+                self._end_by_fault(ev)
+                ev = None
+                continue
             ev = site.next_waiting(self) if self._plain or self._open_to_all() else None
+
+    def _end_by_fault(self, ev: EvDemand) -> None:
+        """A fault ended the session of `ev` wherever it was: the connector is Faulted, a
+        running transaction stops now (the energy delivered so far is kept), and the EV
+        leaves at once: its driver cannot charge here."""
+        env, sink, station = self._env, self._sink, self.station
+        now = env.now
+        self._plugged = None  # no remote start can take over a faulted connector
+        self.stop_requested = None  # a stop asked for in the same instant: the fault ends it
+        tx = self.tx
+        # Faulted first: a charger reports the fault, then the transaction it ended.
+        self._go_idle()
+        if tx is not None:
+            if math.isnan(tx.charge_end_s):
+                tx.charge_end_s = now
+            tx.stop_s = now
+            tx.stop_reason = FAULT_STOP_REASON
+            tx.meter_stop_wh = self.register_wh = tx.energy_wh_at(now)
+            tx.open = False
+            sink.transaction_ended(self, tx, now)
+            self.tx = None
+            station._open_tx -= 1
+            station._transaction_ended(self, tx)
+        self.ev = None
+        sink.session_ended(self, ev, now)
 
     def _session(self, ev: EvDemand) -> Generator[simpy.Event, Any, None]:
         station = self.station
@@ -509,8 +584,9 @@ class Connector:
                 self._interruptible = True
                 try:
                     yield env.timeout(departure - env.now)
-                except simpy.Interrupt:
-                    pass
+                except simpy.Interrupt as interrupt:
+                    if interrupt.cause is _FAULT:
+                        raise
                 finally:
                     self._interruptible = False
 
@@ -563,7 +639,9 @@ class Connector:
         try:
             yield env.timeout(end - now)
             return False
-        except simpy.Interrupt:
+        except simpy.Interrupt as interrupt:
+            if interrupt.cause is _FAULT:
+                raise
             return True
         finally:
             self._interruptible = False
@@ -624,6 +702,7 @@ class Station:
         "index",
         "meter_interval_s",
         "on_down",
+        "on_power_loss",
         "on_reservation_ended",
         "on_up",
         "remote_start_model",
@@ -662,6 +741,8 @@ class Station:
         self.up = True
         self.on_down: Callable[[], None] | None = None
         self.on_up: Callable[[], None] | None = None
+        # Called with the downtime after a power loss (online: the link loses its connection).
+        self.on_power_loss: Callable[[float], None] | None = None
         self.on_reservation_ended: Callable[[int, str], None] | None = None
         self.remote_start_model = RemoteStartModel()
         # A remote start without an EV plugged in gets a driver from the charger's own demand
@@ -854,6 +935,69 @@ class Station:
         connector._sync()
         connector._refresh_idle()
 
+    # -- faults --------------------------------------------------------------------------------
+
+    def power_loss(self, downtime_s: float) -> None:
+        """The station loses power for `downtime_s`: a hard reboot (see `reboot`) whose
+        transactions end with reason PowerLoss; then `on_power_loss(downtime_s)` is called.
+        Connector faults outlast it."""
+        self.reboot(StopReason.POWER_LOSS, downtime_s)
+        if self.on_power_loss is not None:
+            self.on_power_loss(downtime_s)
+
+    def fault_connector(self, evse_id: int, error_code: str, repair_s: float) -> bool:
+        """EVSE `evse_id` fails with `error_code` (a 1.6 ChargePointErrorCode) until repaired
+        `repair_s` later: it goes Faulted and takes no EV; a running transaction ends (reason
+        FAULT_STOP_REASON) and the plugged-in EV leaves; a reservation waits for the repair, a
+        remote start waiting for its driver is dropped. Repaired, it takes its idle status
+        again. A fault of a faulted connector extends the repair (the first error code
+        stays). False if there is no such EVSE."""
+        connector = self.connector(evse_id)
+        if connector is None:
+            return False
+        if self.env.active_process is connector.process:
+            # Called from the connector's own process (a sink callback): a process cannot
+            # interrupt itself, so the fault strikes in the same instant from one of its own.
+            self.env.process(self._fault_now(evse_id, error_code, repair_s))
+            return True
+        until = self.env.now + max(repair_s, 0.0)
+        if connector._faulted:
+            if until > connector._fault_until:
+                connector._fault_until = until
+                self.env.process(self._repair(connector, until))
+            return True
+        connector._faulted = True
+        connector._fault_until = until
+        connector.error_code = error_code
+        connector._sync()
+        # No limit change or stop request may interrupt the process from now on: its next
+        # interrupt is the fault's, whatever wait it lands on (the process clears the flag
+        # again only inside a session, which the fault ends first).
+        connector._interruptible = False
+        if connector.idle:
+            connector._claim = None
+            connector._refresh_idle()  # Faulted, and closed to arriving EVs
+        else:
+            connector.process.interrupt(_FAULT)
+        self.env.process(self._repair(connector, until))
+        return True
+
+    def _fault_now(
+        self, evse_id: int, error_code: str, repair_s: float
+    ) -> Generator[simpy.Event, Any, None]:
+        yield self.env.timeout(0.0)
+        self.fault_connector(evse_id, error_code, repair_s)
+
+    def _repair(self, connector: Connector, until: float) -> Generator[simpy.Event, Any, None]:
+        yield self.env.timeout(until - self.env.now)
+        if not connector._faulted or connector._fault_until != until:
+            return  # extended meanwhile: a later repair process ends the fault
+        connector._faulted = False
+        connector._fault_until = math.nan
+        connector.error_code = NO_ERROR
+        connector._sync()
+        connector._refresh_idle()
+
     # -- availability --------------------------------------------------------------------------
 
     def change_availability(self, evse_id: int | None, operative: bool) -> Availability:
@@ -968,7 +1112,7 @@ class Station:
         """An arriving EV whose tag holds a reservation here takes the reserved connector."""
         for reservation in list(self._reservations.values()) if self._reservations else []:
             connector = reservation.connector
-            if reservation.id_tag == ev.id_tag and connector.idle:
+            if reservation.id_tag == ev.id_tag and connector.idle and not connector._faulted:
                 # Claimed first, so that the connector goes Reserved -> Preparing directly.
                 connector._claim = StartClaim(
                     ev.id_tag, True, reservation_id=reservation.reservation_id, remote=False
@@ -1043,7 +1187,7 @@ class Station:
     def _may_start(self, connector: Connector, id_tag: str) -> bool:
         if not connector.operative or connector._pending_inoperative or connector._out:
             return False
-        if connector.status is ConnectorStatus.FAULTED or connector.tx is not None:
+        if connector._faulted or connector.tx is not None:
             return False
         if connector._claim is not None:
             return False
@@ -1350,7 +1494,11 @@ class Site:
                 connector.accept(ev)
                 return
         if self.private:
-            self.absorbed += 1
+            if any(c._faulted for c in station.connectors):
+                # Its own charger is broken: the car cannot charge anywhere.
+                self._turn_away(ev, self.env.now)
+            else:
+                self.absorbed += 1
             return
         if self._free:
             connector = next(iter(self._free))

@@ -90,7 +90,7 @@ def summarise(result: SimulationResult) -> dict[str, Any]:
         installed_kw=installed_kw,
         turned_away=int(turned_away.sum()),
     )
-    return {
+    summary: dict[str, Any] = {
         "scenario": result.scenario_name,
         "seed": result.seed,
         "start": format_utc(result.start),
@@ -103,6 +103,10 @@ def summarise(result: SimulationResult) -> dict[str, Any]:
         "sites": sites,
         "total": total,
     }
+    if result.faults is not None:
+        # Station faults (connector faults, power losses) when the scenario has them.
+        summary["faults"] = result.faults
+    return summary
 
 
 def _control(

@@ -39,6 +39,7 @@ _METER = Action.meter_values.value
 _STOP = Action.stop_transaction.value
 
 _NO_ERROR = ChargePointErrorCode.no_error.value
+_FAULTED = ChargePointStatus.faulted.value
 _AVAILABLE = ChargePointStatus.available.value
 _UNAVAILABLE = ChargePointStatus.unavailable.value
 _FIRMWARE_STATUS = Action.firmware_status_notification.value
@@ -242,7 +243,16 @@ class V16Adapter:
         self._cp_status = _charge_point_status(station)
         out = [self._status(0, self._cp_status, stamp, t)]
         for connector in station.connectors:
-            out.append(self._status(connector.evse_id, _STATUS_VALUE[connector.status], stamp, t))
+            status = connector.status
+            out.append(
+                self._status(
+                    connector.evse_id,
+                    _STATUS_VALUE[status],
+                    stamp,
+                    t,
+                    _error_code(connector, status),
+                )
+            )
         return out
 
     def connector_status(self, station: Station, connector_id: int, t: float) -> Outbound:
@@ -252,14 +262,21 @@ class V16Adapter:
         if connector_id == 0:
             self._cp_status = _charge_point_status(station)
             return self._status(0, self._cp_status, stamp, t)
-        status = station.connectors[connector_id - 1].status
-        return self._status(connector_id, _STATUS_VALUE[status], stamp, t)
+        connector = station.connectors[connector_id - 1]
+        status = connector.status
+        return self._status(
+            connector_id, _STATUS_VALUE[status], stamp, t, _error_code(connector, status)
+        )
 
     def status_changed(
         self, connector: Connector, status: ConnectorStatus, t: float
     ) -> list[Outbound]:
         stamp = self._stamps.iso(t)
-        out = [self._status(connector.evse_id, _STATUS_VALUE[status], stamp, t)]
+        out = [
+            self._status(
+                connector.evse_id, _STATUS_VALUE[status], stamp, t, _error_code(connector, status)
+            )
+        ]
         # Connector 0 is Unavailable exactly when every connector is (ChangeAvailability of
         # the whole charge point); only a move to or from Unavailable can change that.
         if status == _UNAVAILABLE or self._cp_status == _UNAVAILABLE:
@@ -478,14 +495,21 @@ class V16Adapter:
     # -- helpers -------------------------------------------------------------------------------
 
     @staticmethod
-    def _status(connector_id: int, status: str, stamp: str, t: float) -> Outbound:
+    def _status(
+        connector_id: int, status: str, stamp: str, t: float, error_code: str = _NO_ERROR
+    ) -> Outbound:
         payload = {
             "connectorId": connector_id,
-            "errorCode": _NO_ERROR,
+            "errorCode": error_code,
             "status": status,
             "timestamp": stamp,
         }
         return Outbound(_STATUS, payload, t)
+
+
+def _error_code(connector: Connector, status: ConnectorStatus) -> str:
+    """The errorCode of a connector's StatusNotification: its fault's while Faulted."""
+    return connector.error_code if status == _FAULTED else _NO_ERROR
 
 
 def _charge_point_status(station: Station) -> str:
