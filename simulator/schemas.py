@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -52,11 +53,23 @@ class UnknownAction(LookupError):
     """The version has no such action (no schema ships for it)."""
 
 
+@dataclass(frozen=True, slots=True)
+class Violation:
+    """Why a payload fails its schema: the JSON Schema keyword that failed (`rule`: type,
+    required, enum, maxLength, minItems, additionalProperties, ...) and a one-line message.
+    The rpc layer picks the CALLERROR code from the rule."""
+
+    rule: str
+    message: str
+
+
 class FrameValidator:
     """Checks request and response payloads of one OCPP version; compiled validators are cached
     per action and kind and shared by every connection (about 100 small functions at most)."""
 
     _cache: ClassVar[dict[tuple[str, str, bool], Check]] = {}
+    # Top-level field names of each schema that forbids others (for `request_violation`).
+    _fields: ClassVar[dict[tuple[str, str, bool], frozenset[str]]] = {}
     _known: ClassVar[dict[tuple[str, str], bool]] = {}
 
     def __init__(self, version: str) -> None:
@@ -78,6 +91,8 @@ class FrameValidator:
             # The 2.0.1 schemas carry a "$id" URN that fastjsonschema would try to resolve as a
             # remote reference; the definitions are all local, so it is not needed.
             schema.pop("$id", None)
+            if schema.get("additionalProperties") is False:
+                self._fields[key] = frozenset(schema.get("properties", {}))
             check = fastjsonschema.compile(schema)
             self._cache[key] = check
         return check
@@ -114,6 +129,28 @@ class FrameValidator:
     def response_problem(self, action: str, payload: Any) -> str | None:
         """None if `payload` is a valid response to `action`, else what is wrong (one line)."""
         return self._problem(self._check(action, True), payload)
+
+    def request_violation(self, action: str, payload: Any) -> Violation | None:
+        """Like `request_problem`, with the rule that failed. The validator checks required
+        fields before unknown ones; a payload with fields its schema does not have is reported
+        as additionalProperties even when a required field is missing too (it is the wrong
+        message, not an incomplete one). Raises UnknownAction like `request_problem`."""
+        check = self._check(action, False)
+        try:
+            check(payload)
+        except fastjsonschema.JsonSchemaValueException as exc:
+            rule = str(exc.rule or "")
+            fields = self._fields.get((self.version, action, False))
+            if (
+                rule == "required"
+                and exc.name == "data"
+                and isinstance(payload, dict)
+                and fields is not None
+                and any(name not in fields for name in payload)
+            ):
+                rule = "additionalProperties"
+            return Violation(rule, exc.message)
+        return None
 
     @staticmethod
     def _problem(check: Check, payload: Any) -> str | None:
