@@ -1,7 +1,10 @@
 """The CSMS's answers to charger-initiated OCPP 1.6J and 2.0.1 calls, one session per connection.
 
 Handlers build camelCase payload dicts directly and record what they hear in the `CsmsStore`
-(memory only: no SQL, no I/O, no awaits). Framing and schema validation belong to the rpc layer.
+(memory only: no SQL on the hot path, no I/O). A transaction message is answered once what it
+produced is committed (`CsmsStore.durable`), and a charger's retry of one already recorded is
+answered as the original was, without recording it twice. Framing and schema validation belong
+to the rpc layer.
 """
 
 from __future__ import annotations
@@ -11,7 +14,7 @@ import logging
 import time
 from abc import ABC, abstractmethod
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
@@ -28,7 +31,7 @@ from ocpp.v201.enums import (
     TransactionEventEnumType,
 )
 
-from simulator.csms.store import CsmsStore, MeterRow, TxState
+from simulator.csms.store import CsmsStore, MeterRow, StoreFailed, TxState
 from simulator.rpc import Handler, OcppError
 
 log = logging.getLogger(__name__)
@@ -51,6 +54,9 @@ _CHARGING_STATES_16 = frozenset({"Charging", "SuspendedEV", "SuspendedEVSE"})
 # charger's speed is estimated over this window, so queued messages replayed after a reconnect
 # (old timestamps) stop mattering once it has passed.
 _CLOCK_WINDOW_S = 60.0
+
+# What a handler returns: the answer, or an awaitable of it (answered once it is stored).
+Answer = dict[str, Any] | Awaitable[dict[str, Any]]
 
 
 def utc_now_iso() -> str:
@@ -177,11 +183,11 @@ def _float(value: Any) -> float | None:
         return None
 
 
-def _lenient(handler: Callable[[dict[str, Any]], dict[str, Any]], code: str) -> Handler:
+def _lenient(handler: Callable[[dict[str, Any]], Answer], code: str) -> Handler:
     """Without schema validation a malformed payload reaches the handler: answer it with a
     format CALLERROR instead of an InternalError with a stack trace in the log."""
 
-    def guarded(payload: dict[str, Any]) -> dict[str, Any]:
+    def guarded(payload: dict[str, Any]) -> Answer:
         try:
             return handler(payload)
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
@@ -234,7 +240,7 @@ class Session(ABC):
         self.clock_last: tuple[float, str] | None = None
 
     @abstractmethod
-    def _table(self) -> Mapping[str, Callable[[dict[str, Any]], dict[str, Any]]]:
+    def _table(self) -> Mapping[str, Callable[[dict[str, Any]], Answer]]:
         """The version's handlers by action name."""
 
     def handlers(self) -> dict[str, Handler]:
@@ -265,6 +271,14 @@ class Session(ABC):
         self.counters.invalid_frames += 1
 
     # -- shared helpers ------------------------------------------------------------------------
+
+    def _durable(self, answer: dict[str, Any]) -> Answer:
+        """`answer`, once everything recorded so far is committed (at once when the store's
+        acknowledgements are not durable)."""
+        store = self.store
+        if not store.durable_acks:
+            return answer
+        return _when_stored(store.durable(), answer)
 
     def _note(self, action: str, payload: dict[str, Any]) -> dict[str, Any]:
         self.store.notification(self.charger_id, action, orjson.dumps(payload).decode())
@@ -311,6 +325,15 @@ class Session(ABC):
         return t_last + timedelta(seconds=speed * (now - last[0]))
 
 
+async def _when_stored(commit: Awaitable[None], answer: dict[str, Any]) -> dict[str, Any]:
+    try:
+        await commit
+    except StoreFailed as exc:
+        # Not stored, so not acknowledged: the charger will send it again.
+        raise OcppError("InternalError", f"not stored: {exc}") from None
+    return answer
+
+
 class V16Session(Session):
     """OCPP 1.6J: the CSMS side of every charger-initiated action."""
 
@@ -319,7 +342,7 @@ class V16Session(Session):
     version = "1.6"
     format_violation = "FormationViolation"
 
-    def _table(self) -> Mapping[str, Callable[[dict[str, Any]], dict[str, Any]]]:
+    def _table(self) -> Mapping[str, Callable[[dict[str, Any]], Answer]]:
         A = Action16
         return {
             A.boot_notification.value: self.boot_notification,
@@ -369,30 +392,51 @@ class V16Session(Session):
     def authorize(self, p: dict[str, Any]) -> dict[str, Any]:
         return {"idTagInfo": self._tag_info(p["idTag"])}
 
-    def start_transaction(self, p: dict[str, Any]) -> dict[str, Any]:
+    def start_transaction(self, p: dict[str, Any]) -> Answer:
         store = self.store
+        tag = p["idTag"]
+        connector = int(p["connectorId"])
+        meter_start = float(p["meterStart"])
+        stamp = p["timestamp"]
+        known = store.find_start((self.charger_id, connector, stamp, tag, meter_start))
+        if known is not None:
+            # The charger's retry (its answer was lost or late): the same transaction again.
+            store.anomaly("duplicate_start")
+            return self._durable({"transactionId": known.id, "idTagInfo": self._tag_info(tag)})
         tx = store.new_transaction(self.charger_id, self.version)
-        tx.evse_id = tx.connector_id = int(p["connectorId"])
-        tx.id_tag = p["idTag"]
-        tx.meter_start_wh = float(p["meterStart"])
-        tx.started_at = p["timestamp"]
-        self._stamp(tx.started_at)
+        tx.evse_id = tx.connector_id = connector
+        tx.id_tag = tag
+        tx.meter_start_wh = meter_start
+        tx.started_at = stamp
+        store.remember_start(tx)
+        self._stamp(stamp)
         if self.hooks.listeners:
             self.hooks.tell("transaction_started", self.charger_id, tx)
-        return {"transactionId": tx.id, "idTagInfo": self._tag_info(p["idTag"])}
+        return self._durable({"transactionId": tx.id, "idTagInfo": self._tag_info(tag)})
 
-    def stop_transaction(self, p: dict[str, Any]) -> dict[str, Any]:
+    def stop_transaction(self, p: dict[str, Any]) -> Answer:
         store = self.store
         transaction_id = str(p["transactionId"])
+        tag = p.get("idTag")
+        answer = {} if tag is None else {"idTagInfo": self._tag_info(tag)}
+        tx = store.find_transaction(self.charger_id, transaction_id)
+        if (
+            tx is not None
+            and tx.stopped_at is not None
+            and tx.stopped_at == p["timestamp"]
+            and tx.meter_stop_wh == float(p["meterStop"])
+        ):
+            # The charger's retry: stopped already with these figures; record nothing again.
+            store.anomaly("duplicate_stop")
+            return self._durable(answer)
         data = p.get("transactionData")
         if data:
             store.meter_rows(_rows16(self.charger_id, transaction_id, data))
-        tx = store.find_transaction(self.charger_id, transaction_id)
         if tx is None:
             # The charger stops something we never started (or a replay from another db):
             # OCPP still wants an answer, or the charger would retry it forever.
             store.anomaly("unknown_transaction_stop")
-            return {}
+            return self._durable({})
         if tx.stopped_at is not None:
             store.anomaly("transaction_stopped_twice")
         tx.meter_stop_wh = float(p["meterStop"])
@@ -402,10 +446,9 @@ class V16Session(Session):
         self._stamp(tx.stopped_at)
         if self.hooks.listeners:
             self.hooks.tell("transaction_ended", self.charger_id, tx)
-        tag = p.get("idTag")
-        return {} if tag is None else {"idTagInfo": self._tag_info(tag)}
+        return self._durable(answer)
 
-    def meter_values(self, p: dict[str, Any]) -> dict[str, Any]:
+    def meter_values(self, p: dict[str, Any]) -> Answer:
         tx_id = p.get("transactionId")
         values = p["meterValue"]
         self.store.meter_rows(
@@ -413,7 +456,8 @@ class V16Session(Session):
         )
         if values:
             self._stamp(values[-1].get("timestamp"))
-        return {}
+        # Transaction meter values are transaction messages: stored before acknowledged.
+        return {} if tx_id is None else self._durable({})
 
     def data_transfer(self, p: dict[str, Any]) -> dict[str, Any]:
         self._note(Action16.data_transfer.value, p)
@@ -503,9 +547,9 @@ class V201Session(Session):
     version = "2.0.1"
     format_violation = "FormatViolation"
 
-    def _table(self) -> Mapping[str, Callable[[dict[str, Any]], dict[str, Any]]]:
+    def _table(self) -> Mapping[str, Callable[[dict[str, Any]], Answer]]:
         A = Action201
-        table: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
+        table: dict[str, Callable[[dict[str, Any]], Answer]] = {
             A.boot_notification.value: self.boot_notification,
             A.heartbeat.value: self.heartbeat,
             A.status_notification.value: self.status_notification,
@@ -600,16 +644,29 @@ class V201Session(Session):
     def authorize(self, p: dict[str, Any]) -> dict[str, Any]:
         return {"idTokenInfo": self._token_info(p["idToken"])}
 
-    def transaction_event(self, p: dict[str, Any]) -> dict[str, Any]:
+    def transaction_event(self, p: dict[str, Any]) -> Answer:
         store = self.store
         info = p["transactionInfo"]
         transaction_id: str = info["transactionId"]
         event = p["eventType"]
+        seq_no = int(p["seqNo"])
+        token = p.get("idToken")
+        tx = store.find_transaction(self.charger_id, transaction_id)
+        if (
+            tx is not None
+            and seq_no == tx.seq_no_last
+            and (event == _ENDED) == (tx.stopped_at is not None)
+        ):
+            # The last event heard again: the charger's retry of an event whose answer it did
+            # not get (it sends nothing newer until answered). Answered again, recorded once.
+            # An older seqNo is no retry (a replay, or a rerun reusing transaction ids): it is
+            # processed and counted as before.
+            store.anomaly("duplicate_event")
+            return self._durable({} if token is None else {"idTokenInfo": self._token_info(token)})
         registers = _Registers()
         meter = p.get("meterValue")
         if meter:
             store.meter_rows(_rows201(self.charger_id, transaction_id, meter, registers))
-        tx = store.find_transaction(self.charger_id, transaction_id)
         created = tx is None
         if tx is None:
             tx = store.new_transaction(self.charger_id, self.version, transaction_id)
@@ -619,7 +676,6 @@ class V201Session(Session):
                 store.anomaly("transaction_event_unknown_transaction")
         elif event == _STARTED:
             store.anomaly("transaction_started_twice")
-        seq_no = int(p["seqNo"])
         if tx.seq_no_last is not None and seq_no != tx.seq_no_last + 1:
             store.anomaly("transaction_seq_no_gap")
         tx.seq_no_last = seq_no
@@ -627,7 +683,6 @@ class V201Session(Session):
         if evse is not None:
             tx.evse_id = evse["id"]
             tx.connector_id = evse.get("connectorId", tx.connector_id)
-        token = p.get("idToken")
         if token is not None:
             tx.id_tag = token["idToken"]
         # The start register is the Transaction.Begin reading; lacking one, the first energy
@@ -663,8 +718,8 @@ class V201Session(Session):
                 tx.meter_last_wh = registers.last
             store.touch(tx)
         if token is not None:
-            return {"idTokenInfo": self._token_info(token)}
-        return {}
+            return self._durable({"idTokenInfo": self._token_info(token)})
+        return self._durable({})
 
     def meter_values(self, p: dict[str, Any]) -> dict[str, Any]:
         values = p["meterValue"]

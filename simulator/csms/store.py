@@ -1,6 +1,9 @@
 """What the embedded CSMS remembers: chargers, latest connector statuses, transactions, meter
-values and notifications, in SQLite. Writes are buffered in memory and flushed in one batched
-transaction by a background task; no handler ever waits on a commit or runs SQL per message.
+values, notifications and anomalies, in SQLite. Writes are buffered in memory and flushed in
+one batched transaction by a background task; no handler runs SQL per message (only for what
+memory cannot know after a restart: a transaction opened before it). A handler whose answer
+promises that something is stored (a transaction message) awaits `durable()`: the next group
+commit, at most `commit_interval_s` away.
 """
 
 from __future__ import annotations
@@ -60,6 +63,15 @@ CREATE TABLE IF NOT EXISTS transactions (
     stop_reason TEXT,
     seq_no_last INTEGER,
     UNIQUE (charger_id, transaction_id)
+);
+-- Finds the original of a repeated 1.6 StartTransaction (a charger's retry) once it has left
+-- memory: one row per transaction, so the index costs little on the hot path.
+CREATE INDEX IF NOT EXISTS transactions_start
+    ON transactions (charger_id, connector_id, started_at);
+-- What looked wrong, and injected faults (chaos_*), summed over every run on this database.
+CREATE TABLE IF NOT EXISTS anomalies (
+    kind TEXT PRIMARY KEY,
+    count INTEGER NOT NULL
 );
 -- No index: inserts are the hot path, reads are rare reports that may scan.
 CREATE TABLE IF NOT EXISTS meter_values (
@@ -147,6 +159,19 @@ _OP_COLUMNS = (
     "id, charger_id, version, action, request, outcome, response, ref_id, sent_at, answered_at"
 )
 _INSERT_OP = f"INSERT INTO operations ({_OP_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+_ADD_ANOMALY = """
+INSERT INTO anomalies (kind, count) VALUES (?, ?)
+ON CONFLICT (kind) DO UPDATE SET count = count + excluded.count
+"""
+_FIND_START = """
+SELECT transaction_id FROM transactions
+WHERE charger_id = ? AND connector_id = ? AND started_at = ? AND id_tag = ?
+    AND meter_start_wh = ? AND version = '1.6' AND stopped_at IS NULL
+ORDER BY id DESC LIMIT 1
+"""
+
+# How a 1.6 transaction started: charger_id, connector_id, timestamp, idTag, meterStart (Wh).
+StartKey = tuple[str, int | None, str | None, str | None, float | None]
 
 # One meter_values row: charger_id, transaction_id, timestamp, measurand, phase, value, unit,
 # context.
@@ -223,6 +248,10 @@ class TxState:
         )
 
 
+class StoreFailed(Exception):
+    """A commit failed: what a `durable()` waiter was promised is lost (the batch was dropped)."""
+
+
 @dataclass(frozen=True, slots=True)
 class OperationRecord:
     """One CSMS-initiated call as recorded: `request` and `response` are the JSON texts."""
@@ -297,6 +326,14 @@ class CsmsStore:
     rows, and writes meter values in slices of `slice_rows` (one transaction each, ≈ 20 ms),
     yielding to the loop between slices so that chargers' calls are not stalled behind it.
     A crash loses at most the unflushed rows.
+
+    Durable acknowledgements (`durable`, on for a database file): a handler that must not
+    answer before its rows are stored awaits `durable()`, which resolves once a commit has
+    left nothing buffered. While anyone waits, the flusher commits at most every
+    `commit_interval_s` (group commit: every answer that became due in those 20 ms shares one
+    commit), so a waiter waits one interval at worst, plus the commit. "Stored" means in the
+    WAL file: a CSMS process killed right after answering loses nothing it answered; the
+    machine losing power may (synchronous=NORMAL does not fsync each commit).
     """
 
     def __init__(
@@ -306,11 +343,16 @@ class CsmsStore:
         flush_interval_s: float = 0.5,
         batch_rows: int = 20_000,
         slice_rows: int = 5_000,
+        durable: bool = True,
+        commit_interval_s: float = 0.02,
     ) -> None:
         self.path = path
         self.flush_interval_s = flush_interval_s
         self.batch_rows = batch_rows
         self.slice_rows = slice_rows
+        self.commit_interval_s = commit_interval_s
+        # An in-memory database dies with the process: waiting for its commits buys nothing.
+        self.durable_acks = durable and path is not None
         # isolation_level=None: we issue BEGIN/COMMIT ourselves, once per flush.
         self._db = sqlite3.connect(":memory:" if path is None else str(path), isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
@@ -339,7 +381,26 @@ class CsmsStore:
         self._meter: list[MeterRow] = []
         self._notes: list[tuple[str, str, str, str]] = []
         self._ops: list[tuple[Any, ...]] = []
+        # 1.6 open transactions by how they started (StartKey): where a repeated
+        # StartTransaction finds its original (about 250 bytes per open transaction).
+        self._starts: dict[StartKey, TxState] = {}
+        # Chargers with 1.6 transactions left open in the database by an earlier run: only
+        # theirs can be a retry that memory does not know of.
+        self._open_before: set[str] = {
+            row[0]
+            for row in self._db.execute(
+                "SELECT DISTINCT charger_id FROM transactions"
+                " WHERE stopped_at IS NULL AND version = '1.6'"
+            )
+        }
         self.anomalies: Counter[str] = Counter()
+        # What of `anomalies` the database already holds (its table sums over runs).
+        self._anomalies_saved: Counter[str] = Counter()
+        # Futures of `durable()` callers, resolved by the commit that leaves nothing buffered.
+        self._waiters: list[asyncio.Future[None]] = []
+        self._last_commit = 0.0
+        self._last_seen_flush = 0.0
+        self.commits = 0  # how many flushes committed something (the group commit's measure)
         self._wake = asyncio.Event()
         self._flusher: asyncio.Task[None] | None = None
         self._closed = False
@@ -362,25 +423,68 @@ class CsmsStore:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._flusher
             self._flusher = None
-        self.flush()
-        self._closed = True
-        self._db.close()
+        try:
+            self.flush()
+        finally:
+            self._closed = True
+            self._db.close()
+            # Nothing can be stored any more: whoever still waits is told so (no-op if none).
+            self._fail_waiters("the CSMS store is closed")
 
     async def _flush_loop(self) -> None:
         while True:
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(self.flush_interval_s):
-                    await self._wake.wait()
+            if not self._waiters:
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(self.flush_interval_s):
+                        await self._wake.wait()
+            if self._waiters:
+                # Group commit: at most one commit per interval while answers wait, so that
+                # under load every answer that became due meanwhile shares it; a lone waiter
+                # after a quiet spell is committed at once.
+                delay = self._last_commit + self.commit_interval_s - time.monotonic()
+                if delay > 0:
+                    await asyncio.sleep(delay)
             self._wake.clear()
+            # Chargers' last_seen (a row per charger heard from) promises nothing: it keeps the
+            # flush cadence, or every group commit would rewrite a row per busy charger.
+            seen = time.monotonic() - self._last_seen_flush >= self.flush_interval_s
             try:
-                self.flush(self.slice_rows)
+                self.flush(self.slice_rows, seen=seen)
                 while len(self._meter) > 0:
                     await asyncio.sleep(0)
-                    self.flush(self.slice_rows)
+                    self.flush(self.slice_rows, seen=seen)
             except sqlite3.Error:
-                # The batch is lost; the CSMS keeps answering chargers.
+                # The batch is lost (its waiters were told); the CSMS keeps answering chargers.
                 log.exception("CSMS store flush failed")
                 self.anomalies["flush_failed"] += 1
+
+    def durable(self) -> asyncio.Future[None]:
+        """Resolves once everything recorded so far is committed (at most one
+        `commit_interval_s` plus a commit away); fails with StoreFailed if that commit fails.
+        Call it right after recording, with no await in between. Already resolved when
+        acknowledgements are not durable (`durable_acks` False)."""
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        if not self.durable_acks:
+            future.set_result(None)
+        elif self._closed:
+            future.set_exception(StoreFailed("the CSMS store is closed"))
+        else:
+            if not self._waiters:
+                self._wake.set()
+            self._waiters.append(future)
+        return future
+
+    def _release_waiters(self) -> None:
+        waiters, self._waiters = self._waiters, []
+        for future in waiters:
+            if not future.done():
+                future.set_result(None)
+
+    def _fail_waiters(self, reason: str) -> None:
+        waiters, self._waiters = self._waiters, []
+        for future in waiters:
+            if not future.done():
+                future.set_exception(StoreFailed(reason))
 
     def _grew(self, rows: int) -> None:
         if rows >= self.batch_rows:
@@ -538,6 +642,31 @@ class CsmsStore:
             self._open[key] = tx
         return tx
 
+    @staticmethod
+    def _start_key(tx: TxState) -> StartKey:
+        return (tx.charger_id, tx.connector_id, tx.started_at, tx.id_tag, tx.meter_start_wh)
+
+    def remember_start(self, tx: TxState) -> None:
+        """Index a new 1.6 transaction by how it started, for `find_start`."""
+        self._starts[self._start_key(tx)] = tx
+
+    def find_start(self, key: StartKey) -> TxState | None:
+        """The open 1.6 transaction that started so (charger_id, connector_id, timestamp,
+        idTag, meterStart): the original of a charger's retry. From memory, else, for a
+        charger that had transactions open before a restart, from the database (an indexed
+        SELECT). Stopped ones are left out: a charger retries a Start before it sends that
+        transaction's Stop, so the same start after a stop is a new transaction (a rerun of a
+        scenario with a fixed start time)."""
+        tx = self._starts.get(key)
+        if tx is not None or key[0] not in self._open_before:
+            return tx
+        row = self._db.execute(_FIND_START, key).fetchone()
+        if row is None:
+            return None
+        # Memory holds the newer state when it has one (a stop not yet flushed).
+        tx = self.find_transaction(key[0], row[0])
+        return tx if tx is not None and tx.stopped_at is None else None
+
     def touch(self, tx: TxState) -> None:
         """Mark a changed transaction for the next flush."""
         self._dirty_tx[(tx.charger_id, tx.transaction_id)] = tx
@@ -547,6 +676,9 @@ class CsmsStore:
         key = (tx.charger_id, tx.transaction_id)
         self._open.pop(key, None)
         self._dirty_tx[key] = tx
+        start = self._start_key(tx)
+        if self._starts.get(start) is tx:
+            del self._starts[start]
 
     @property
     def open_transactions(self) -> int:
@@ -554,13 +686,18 @@ class CsmsStore:
 
     # -- flushing ------------------------------------------------------------------------------
 
-    def flush(self, max_meter_rows: int | None = None) -> None:
+    def flush(self, max_meter_rows: int | None = None, *, seen: bool = True) -> None:
         """Write pending changes in one transaction (see the class docstring for the cost):
-        everything, or everything but the meter values beyond the first `max_meter_rows`."""
+        everything, or everything but the meter values beyond the first `max_meter_rows`, and
+        without chargers' last_seen times when `seen` is False."""
         if self._closed:
             return
         chargers, self._chargers = self._chargers, {}
-        seen, self._seen = self._seen, {}
+        if seen:
+            seen_at, self._seen = self._seen, {}
+            self._last_seen_flush = time.monotonic()
+        else:
+            seen_at = {}
         statuses, self._statuses = self._statuses, {}
         txs, self._dirty_tx = self._dirty_tx, {}
         if max_meter_rows is None or len(self._meter) <= max_meter_rows:
@@ -569,12 +706,15 @@ class CsmsStore:
             meter, self._meter = self._meter[:max_meter_rows], self._meter[max_meter_rows:]
         notes, self._notes = self._notes, []
         ops, self._ops = self._ops, []
-        if not (chargers or seen or statuses or txs or meter or notes or ops):
+        anomalies = self.anomalies - self._anomalies_saved
+        if not (chargers or seen_at or statuses or txs or meter or notes or ops or anomalies):
+            # Nothing buffered: whatever a waiter recorded is committed already.
+            self._release_waiters()
             return
         charger_rows = []
-        for charger_id in chargers.keys() | seen.keys():
+        for charger_id in chargers.keys() | seen_at.keys():
             d = chargers.get(charger_id) or _ChargerDelta()
-            last_seen = seen.get(charger_id)
+            last_seen = seen_at.get(charger_id)
             charger_rows.append(
                 (
                     charger_id,
@@ -605,10 +745,25 @@ class CsmsStore:
                 db.executemany(_INSERT_NOTE, notes)
             if ops:
                 db.executemany(_INSERT_OP, ops)
+            if anomalies:
+                db.executemany(_ADD_ANOMALY, anomalies.items())
             db.execute("COMMIT")
-        except BaseException:
+        except BaseException as exc:
             db.execute("ROLLBACK")
+            # The batch is dropped: answers waiting for it must not claim it was stored. Its
+            # transactions are written again next time (they are live objects, few, and a
+            # charger's retry of one is answered from memory as a duplicate: it must reach
+            # the database before that answer).
+            self._fail_waiters(f"commit failed: {exc!r}")
+            self._last_commit = time.monotonic()  # retried after an interval, not at once
+            for key, tx in txs.items():
+                self._dirty_tx.setdefault(key, tx)
             raise
+        self._last_commit = time.monotonic()
+        self.commits += 1
+        self._anomalies_saved.update(anomalies)
+        if not self._meter:
+            self._release_waiters()
 
     # -- reads (tests, reports): flush first ---------------------------------------------------
 

@@ -189,7 +189,9 @@ async def test_v16_transaction_ids_survive_a_restart(tmp_path: Path) -> None:
         async with running(tmp_path) as s, charger(s, "CP-9", "1.6") as cp:
             first = ok(await cp.call("StartTransaction", start))["transactionId"]
         async with running(tmp_path) as s, charger(s, "CP-9", "1.6") as cp:
-            second = ok(await cp.call("StartTransaction", start))["transactionId"]
+            # A later start: the same one again would be a retry, answered with the same id.
+            later = {**start, "timestamp": "2025-01-06T09:00:00.000Z"}
+            second = ok(await cp.call("StartTransaction", later))["transactionId"]
             # The transaction opened before the restart can still be stopped.
             stop = {"transactionId": first, "meterStop": 35, "timestamp": STAMP}
             assert ok(await cp.call("StopTransaction", stop)) == {}
