@@ -15,9 +15,18 @@ import signal
 import sys
 import threading
 from pathlib import Path
+from typing import NoReturn
 
+from simulator.csms.chaos import CsmsChaos, parse_chaos
 from simulator.csms.http_api import ApiBindError, loopback_family
-from simulator.csms.server import CsmsConfig, CsmsServer, run_csms
+from simulator.csms.server import (
+    CsmsConfig,
+    CsmsServer,
+    SecurityError,
+    run_csms,
+    server_ssl_context,
+)
+from simulator.transport import Secret, TransportError, read_secret
 
 READY_LINE = "FLEETSIM_CSMS_LISTENING"
 
@@ -44,6 +53,43 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--api-host", default="127.0.0.1", help="loopback address of the API")
     parser.add_argument(
         "--sites", type=Path, default=None, help="sites file: grid limits for load management"
+    )
+    security = parser.add_argument_group(
+        "security profiles", "passwords come from a variable or a file, never the command line"
+    )
+    security.add_argument(
+        "--security-profile",
+        type=int,
+        choices=(0, 1, 2, 3),
+        default=0,
+        help="1 basic auth, 2 TLS + basic auth, 3 mutual TLS (client certificate CN = charger id)",
+    )
+    security.add_argument(
+        "--password-env", metavar="VAR", help="variable holding the password ({charger_id} ok)"
+    )
+    security.add_argument(
+        "--password-file", type=Path, metavar="FILE", help="file whose first line is the password"
+    )
+    security.add_argument(
+        "--username", default="{charger_id}", help="expected basic-auth user (template)"
+    )
+    security.add_argument(
+        "--cert-dir",
+        type=Path,
+        default=None,
+        help="profiles 2/3: ca.pem, server.pem and server.key as `fleetsim certs` writes them",
+    )
+    parser.add_argument(
+        "--no-durable",
+        action="store_true",
+        help="answer transaction messages before they are committed (faster; a crash loses them)",
+    )
+    parser.add_argument(
+        "--chaos",
+        default=None,
+        metavar="SETTINGS",
+        help="misbehave towards chargers: slow_p=P,slow_s=S,error_p=P,close_p=P[,actions=A+B]"
+        "[,seed=N]",
     )
     parser.add_argument("--log-level", default="INFO")
     parser.add_argument(
@@ -75,6 +121,25 @@ def _ready(server: CsmsServer) -> None:
     print(f"{READY_LINE} {server.port}{api}", flush=True)
 
 
+def _fail(message: str) -> NoReturn:
+    print(f"python -m simulator.csms: error: {message}", file=sys.stderr, flush=True)
+    sys.exit(2)
+
+
+def security_password(args: argparse.Namespace) -> Secret | None:
+    """The password of --password-env / --password-file; exits 2 with one line when it cannot
+    be read or does not fit the security profile."""
+    if args.password_env and args.password_file:
+        _fail("give either --password-env or --password-file, not both")
+    try:
+        password = read_secret(args.password_env, args.password_file)
+    except TransportError as exc:
+        _fail(str(exc))
+    if password is not None and args.security_profile not in (1, 2):
+        _fail(f"--security-profile {args.security_profile} takes no password (1 and 2 do)")
+    return password
+
+
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     try:
@@ -82,6 +147,14 @@ def main(argv: list[str] | None = None) -> None:
     except ApiBindError as exc:
         print(f"python -m simulator.csms: error: --api-host: {exc}", file=sys.stderr, flush=True)
         sys.exit(2)
+    chaos: CsmsChaos | None = None
+    if args.chaos is not None:
+        try:
+            chaos = parse_chaos(args.chaos)
+        except ValueError as exc:
+            print(f"python -m simulator.csms: error: {exc}", file=sys.stderr, flush=True)
+            sys.exit(2)
+    password = security_password(args)
     logging.basicConfig(
         stream=sys.stderr,
         level=args.log_level.upper(),
@@ -97,7 +170,17 @@ def main(argv: list[str] | None = None) -> None:
         api_port=args.api_port,
         api_host=args.api_host,
         sites_path=args.sites,
+        durable=not args.no_durable,
+        chaos=chaos,
+        security_profile=args.security_profile,
+        password=password,
+        username=args.username,
+        cert_dir=args.cert_dir,
     )
+    try:
+        server_ssl_context(config)  # certificates and password checked before listening
+    except SecurityError as exc:
+        _fail(str(exc))
     if args.exit_with_parent:
         _stop_when_stdin_closes()
     try:

@@ -11,8 +11,12 @@ chosen only by `run_csms`, the process entry point.
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
+import hmac
 import inspect
 import logging
+import ssl
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from http import HTTPStatus
@@ -25,6 +29,7 @@ from websockets.exceptions import NegotiationError
 from websockets.http11 import Request, Response
 from websockets.typing import Subprotocol
 
+from simulator.csms.chaos import CsmsChaos
 from simulator.csms.commands import CsmsCommands
 from simulator.csms.handlers import (
     CsmsCounters,
@@ -40,6 +45,7 @@ from simulator.csms.store import CsmsStore
 from simulator.rpc import RpcConnection
 from simulator.schemas import CHARGER_ACTIONS, FrameValidator
 from simulator.signals import stop_on_signals
+from simulator.transport import Secret
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +72,17 @@ class CsmsConfig:
     api_port: int | None = None
     api_host: str = "127.0.0.1"
     sites_path: Path | None = None
+    # `durable`: transaction messages are answered once stored (see CsmsStore.durable);
+    # `chaos`: injected misbehaviour towards chargers (fault tests).
+    durable: bool = True
+    chaos: CsmsChaos | None = None
+    # Security profile (0 none, 1 basic auth, 2 TLS + basic auth, 3 mutual TLS). `password`
+    # may hold {charger_id} (a password per charger); `username` is a template too. `cert_dir`
+    # (profiles 2 and 3) holds ca.pem, server.pem and server.key as `fleetsim certs` writes.
+    security_profile: int = 0
+    password: Secret | None = None
+    username: str = "{charger_id}"
+    cert_dir: Path | None = None
 
 
 def charger_id_of(path: str) -> str:
@@ -84,10 +101,127 @@ def _select_subprotocol(
     raise NegotiationError("expected subprotocol ocpp1.6 or ocpp2.0.1")
 
 
-def _process_request(connection: ServerConnection, request: Request) -> Response | None:
-    if not charger_id_of(request.path):
-        return connection.respond(HTTPStatus.NOT_FOUND, "expected ws://host:port/{charger_id}\n")
+class SecurityError(Exception):
+    """The security configuration of the CSMS cannot be used: one line naming the problem."""
+
+
+def server_ssl_context(config: CsmsConfig) -> ssl.SSLContext | None:
+    """The TLS context of profiles 2 and 3 (None below): server.pem/server.key from
+    `cert_dir`; profile 3 also demands a client certificate signed by its ca.pem."""
+    profile = config.security_profile
+    if profile not in (0, 1, 2, 3):
+        raise SecurityError(f"security profile {profile}: expected 0, 1, 2 or 3")
+    if profile in (1, 2) and config.password is None:
+        raise SecurityError(
+            f"security profile {profile} needs a password (--password-env or --password-file)"
+        )
+    if profile < 2:
+        return None
+    cert_dir = config.cert_dir
+    if cert_dir is None:
+        raise SecurityError(
+            f"security profile {profile} needs a certificate directory (--cert-dir)"
+        )
+    from simulator.certs import cert_paths
+
+    paths = cert_paths(cert_dir)
+    needed = [paths.server_cert, paths.server_key] + ([paths.ca_cert] if profile == 3 else [])
+    missing = [path.name for path in needed if not path.is_file()]
+    if missing:
+        raise SecurityError(f"{cert_dir}: missing {', '.join(missing)} (see `fleetsim certs`)")
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2  # OCPP's profiles 2 and 3
+    try:
+        context.load_cert_chain(paths.server_cert, paths.server_key)
+        if profile == 3:
+            context.load_verify_locations(cafile=paths.ca_cert)
+            # A certificate the CA did not sign fails the TLS handshake. Optional, not
+            # required, so that a charger without one gets a clear HTTP 403 from the gate
+            # instead of a bare close (asyncio does not flush the TLS alert); it never gets
+            # past the HTTP upgrade either way.
+            context.verify_mode = ssl.CERT_OPTIONAL
+    except (OSError, ssl.SSLError) as exc:
+        reason = exc.reason if isinstance(exc, ssl.SSLError) else exc.strerror
+        raise SecurityError(f"{cert_dir}: cannot load the certificates: {reason}") from None
+    return context
+
+
+def _basic_auth(header: str | None) -> tuple[str, str] | None:
+    """(user, password) of a Basic Authorization header, None if absent or malformed."""
+    if header is None or header[:6].lower() != "basic ":
+        return None
+    try:
+        decoded = base64.b64decode(header[6:].strip(), validate=True).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError):
+        return None
+    user, sep, password = decoded.partition(":")
+    return (user, password) if sep else None
+
+
+def _peer_common_name(connection: ServerConnection) -> str | None:
+    """The CN of the client certificate the TLS handshake verified (None without one)."""
+    peer = connection.transport.get_extra_info("peercert")
+    if not peer:
+        return None
+    for rdn in peer.get("subject", ()):
+        for key, value in rdn:
+            if key == "commonName":
+                return str(value)
     return None
+
+
+class _Gate:
+    """Decides at the HTTP upgrade whether a charger may connect: a charger id in the path,
+    and per security profile the basic-auth password (401) or the client certificate's CN
+    (403). Never logs a password, right or wrong."""
+
+    def __init__(self, config: CsmsConfig) -> None:
+        self.profile = config.security_profile
+        self.password = config.password
+        self.username = config.username
+        self.refused: dict[int, int] = {}  # HTTP status -> count
+
+    def __call__(self, connection: ServerConnection, request: Request) -> Response | None:
+        charger_id = charger_id_of(request.path)
+        if not charger_id:
+            return connection.respond(
+                HTTPStatus.NOT_FOUND, "expected ws://host:port/{charger_id}\n"
+            )
+        if self.profile in (1, 2) and not self._password_ok(charger_id, request):
+            response = connection.respond(HTTPStatus.UNAUTHORIZED, "wrong or missing password\n")
+            response.headers["WWW-Authenticate"] = 'Basic realm="fleetsim", charset="UTF-8"'
+            return self._refuse(charger_id, response, "wrong or missing password")
+        if self.profile == 3:
+            common_name = _peer_common_name(connection)
+            if common_name is None:
+                body = "a client certificate signed by the CSMS's CA is required\n"
+                response = connection.respond(HTTPStatus.FORBIDDEN, body)
+                return self._refuse(charger_id, response, "no client certificate")
+            if common_name != charger_id:
+                body = "the client certificate was not issued to this charger id\n"
+                response = connection.respond(HTTPStatus.FORBIDDEN, body)
+                return self._refuse(charger_id, response, f"certificate CN {common_name!r}")
+        return None
+
+    def _password_ok(self, charger_id: str, request: Request) -> bool:
+        credentials = _basic_auth(request.headers.get("Authorization"))
+        if credentials is None or self.password is None:
+            return False
+        user, password = credentials
+        expected_user = self.username.replace("{charger_id}", charger_id)
+        expected = self.password.reveal().replace("{charger_id}", charger_id)
+        # Both compared, always, in constant time: the answer's timing tells nothing.
+        user_ok = hmac.compare_digest(user.encode(), expected_user.encode())
+        password_ok = hmac.compare_digest(password.encode(), expected.encode())
+        return user_ok and password_ok
+
+    def _refuse(self, charger_id: str, response: Response, why: str) -> Response:
+        status = response.status_code
+        count = self.refused[status] = self.refused.get(status, 0) + 1
+        # The first refusal of a kind is news; a fleet retrying it would flood the log.
+        level = logging.WARNING if count == 1 else logging.DEBUG
+        log.log(level, "charger %s refused: HTTP %d, %s", charger_id, status, why)
+        return response
 
 
 class CsmsServer:
@@ -101,7 +235,7 @@ class CsmsServer:
 
     def __init__(self, config: CsmsConfig) -> None:
         self.config = config
-        self.store = CsmsStore(config.db_path)
+        self.store = CsmsStore(config.db_path, durable=config.durable)
         self.connections: dict[str, RpcConnection] = {}
         self.counters = CsmsCounters()
         self.hooks = SessionHooks()
@@ -117,6 +251,9 @@ class CsmsServer:
             validator.warm(CHARGER_ACTIONS)
         self._server: Server | None = None
         self._closing: set[asyncio.Task[None]] = set()
+        # Raises SecurityError now, not at the first connection, when certificates are missing.
+        self._ssl = server_ssl_context(config)
+        self.gate = _Gate(config)
 
     @property
     def listeners(self) -> list[CsmsListener]:
@@ -152,7 +289,8 @@ class CsmsServer:
             self.config.port,
             subprotocols=[Subprotocol(s) for s in _VERSIONS],
             select_subprotocol=_select_subprotocol,
-            process_request=_process_request,
+            process_request=self.gate,
+            ssl=self._ssl,
             compression=None,
             # OCPP's Heartbeat is the liveness check; websocket pings would add a timer and a
             # frame per charger for nothing.
@@ -222,7 +360,8 @@ class CsmsServer:
         host = self.config.host
         if ":" in host:
             host = f"[{host}]"
-        return f"ws://{host}:{self.port}"
+        scheme = "ws" if self._ssl is None else "wss"
+        return f"{scheme}://{host}:{self.port}"
 
     def stats(self) -> dict[str, Any]:
         c = self.counters
@@ -246,10 +385,13 @@ class CsmsServer:
         session = _SESSIONS[version](
             charger_id, self.store, self._policy, self.counters, config.validate, self.hooks
         )
+        handlers = session.handlers()
+        if config.chaos is not None:
+            handlers = config.chaos.wrap(handlers, ws, self.store.anomaly)
         rpc = RpcConnection(
             ws,
             version,
-            handlers=session.handlers(),
+            handlers=handlers,
             validator=self._validators.get(version),
             observer=session,
             call_timeout_s=config.call_timeout_s,
