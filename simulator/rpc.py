@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -20,7 +21,7 @@ from websockets.asyncio.connection import Connection
 from websockets.exceptions import ConnectionClosed
 from websockets.protocol import State
 
-from simulator.schemas import FrameValidator, UnknownAction
+from simulator.schemas import FrameValidator, UnknownAction, Violation
 
 log = logging.getLogger(__name__)
 
@@ -126,10 +127,50 @@ NULL_OBSERVER = NullObserver()
 # Answers of asynchronous handlers in flight: the loop keeps only weak references to tasks.
 _BACKGROUND: set[asyncio.Future[None]] = set()
 
-# CALLERROR codes differ slightly between versions: 1.6 says FormationViolation, 2.0.1
-# FormatViolation, and only 2.0.1 has RpcFrameworkError for frames that are not OCPP-J at all.
+# What to answer to a frame from the peer, per OCPP-J (1.6 section 4, 2.0.1 part 4 section 4):
+# - not JSON, or over `max_message_bytes`: a CALL whose message id can still be read gets a
+#   CALLERROR FormationViolation (1.6) / FormatViolation (2.0.1) with that id; when the id
+#   cannot be read, 2.0.1 answers RpcFrameworkError with message id "-1" (part 4 4.2.3), 1.6
+#   has no such rule and stays silent.
+# - a message type other than 2, 3, 4: 2.0.1 answers MessageTypeNotSupported (part 4 4.4);
+#   1.6 "SHALL ignore the message payload" (4.1.3).
+# - a CALL that is not [2, id, action, payload], or whose id is longer than 36 characters:
+#   ProtocolError (1.6) / RpcFrameworkError (2.0.1), the id echoed.
+# - an action the version does not define: NotImplemented; one it defines but nobody here
+#   handles: NotSupported.
+# - a payload that fails its schema: the code of the rule that failed (see _RULE_CODES).
+# - a CALLRESULT or CALLERROR is never answered: a malformed one for a pending CALL ends that
+#   CALL as an invalid CallError at once; one for an unknown id is only counted.
+# Every one is counted through observer.invalid_frame, and the connection carries on.
+# The spellings differ: 1.6 FormationViolation and OccurenceConstraintViolation (both kept in
+# its errata as known issues), 2.0.1 FormatViolation and OccurrenceConstraintViolation.
 _FORMAT_VIOLATION = {"1.6": "FormationViolation", "2.0.1": "FormatViolation"}
 _FRAMEWORK_ERROR = {"1.6": "ProtocolError", "2.0.1": "RpcFrameworkError"}
+_OCCURRENCE = {"1.6": "OccurenceConstraintViolation", "2.0.1": "OccurrenceConstraintViolation"}
+# JSON Schema rule that failed -> CALLERROR code, by the code descriptions of both versions:
+# a field of the wrong type (OCPP's CiStringNType includes its length) is a type constraint, a
+# value outside its enum or range a property constraint, a list of the wrong length an
+# occurrence constraint, a missing required field "incomplete" (ProtocolError, as the ocpp
+# package answers it); anything else (unknown fields) a formation/format violation.
+_RULE_CODES = {
+    "type": "TypeConstraintViolation",
+    "maxLength": "TypeConstraintViolation",
+    "minLength": "TypeConstraintViolation",
+    "enum": "PropertyConstraintViolation",
+    "const": "PropertyConstraintViolation",
+    "pattern": "PropertyConstraintViolation",
+    "format": "PropertyConstraintViolation",
+    "minimum": "PropertyConstraintViolation",
+    "maximum": "PropertyConstraintViolation",
+    "exclusiveMinimum": "PropertyConstraintViolation",
+    "exclusiveMaximum": "PropertyConstraintViolation",
+    "multipleOf": "PropertyConstraintViolation",
+    "required": "ProtocolError",
+}
+_OCCURRENCE_RULES = frozenset({"minItems", "maxItems", "uniqueItems"})
+MAX_MESSAGE_ID = 36  # characters: string[36] in both versions
+# The start of a frame that failed to parse: its message type and, if readable, its id.
+_HEAD = re.compile(rb'^\s*\[\s*(\d{1,3})\s*(?:,\s*"((?:[^"\\\x00-\x1f]|\\.){0,72})")?')
 
 
 class RpcConnection:
@@ -142,11 +183,13 @@ class RpcConnection:
 
     __slots__ = (
         "_closed_reason",
+        "_handling",
         "_lock",
         "_next_id",
         "_pending",
         "call_timeout_s",
         "handlers",
+        "max_message_bytes",
         "observer",
         "validator",
         "version",
@@ -162,6 +205,7 @@ class RpcConnection:
         validator: FrameValidator | None = None,
         observer: RpcObserver | None = None,
         call_timeout_s: float = 30.0,
+        max_message_bytes: int | None = None,
     ) -> None:
         self.ws = ws
         self.version = version
@@ -169,9 +213,17 @@ class RpcConnection:
         self.validator = validator
         self.observer: RpcObserver = observer or NULL_OBSERVER
         self.call_timeout_s = call_timeout_s
+        # The largest message this end processes (2.0.1 DeviceDataCtrlr.BytesPerMessage): a
+        # larger CALL is answered with a format violation, not parsed. None: the websocket's
+        # own limit decides (websockets closes the connection with 1009 above it).
+        self.max_message_bytes = max_message_bytes
         self._lock = asyncio.Lock()
         self._next_id = 0
         self._pending: dict[str, tuple[str, asyncio.Future[CallOutcome]]] = {}
+        # Ids of the peer's CALLs whose asynchronous handler has not answered yet: a second
+        # CALL with one of them is refused (OCPP-J names it as a CALLERROR case). At most one
+        # per asynchronous handler in flight.
+        self._handling: set[str] = set()
         self._closed_reason: str | None = None
 
     @property
@@ -255,7 +307,12 @@ class RpcConnection:
         try:
             while True:
                 data = await ws.recv(decode=False)
-                reply = self._on_frame(data)
+                try:
+                    reply = self._on_frame(data)
+                except Exception:  # our bug: it must not end the connection's reads
+                    log.exception("handling a frame from the peer failed")
+                    self._invalid(None, "frame could not be handled (internal error)")
+                    continue
                 if reply is not None:
                     if isinstance(reply, bytes):
                         await _send(ws, reply)
@@ -283,35 +340,108 @@ class RpcConnection:
         self.observer.invalid_frame(self.version, "in", action, reason)
 
     def _on_frame(self, data: str | bytes) -> bytes | Awaitable[None] | None:
+        limit = self.max_message_bytes
+        if limit is not None and len(data) > limit:
+            return self._unreadable(data, f"message of {len(data)} bytes exceeds {limit}")
         try:
             frame = orjson.loads(data)
         except orjson.JSONDecodeError:
-            self._invalid(None, "frame is not JSON")
-            if self.version == "2.0.1":
-                return _error_frame("-1", "RpcFrameworkError", "frame is not JSON")
-            return None
-        if not isinstance(frame, list) or len(frame) < 2 or not isinstance(frame[1], str):
+            return self._unreadable(data, "frame is not valid JSON")
+        if not isinstance(frame, list) or not frame:
             self._invalid(None, "frame is not an OCPP-J array [type, id, ...]")
+            return self._no_id("frame is not an OCPP-J array")
+        kind = frame[0]
+        message_id = frame[1] if len(frame) > 1 else None
+        readable = isinstance(message_id, str) and len(message_id) <= MAX_MESSAGE_ID
+        if type(kind) is not int or kind not in _KINDS:
+            self._invalid(None, f"unknown message type {_short(kind)}")
+            if self.version == "1.6":
+                return None  # 1.6 4.1.3: the message SHALL be ignored
+            return _error_frame(
+                message_id if readable and isinstance(message_id, str) else "-1",
+                "MessageTypeNotSupported",
+                f"message type {_short(kind)} is not supported",
+            )
+        if not isinstance(message_id, str):
+            self._invalid(None, "message id is not a string")
+            return self._no_id("message id is not a string") if kind == MessageType.CALL else None
+        if kind == MessageType.CALLRESULT:
+            if len(frame) == 3:
+                self._on_result(message_id, {} if frame[2] is None else frame[2])
+            else:
+                self._unusable_answer(message_id, "CALLRESULT is not [3, id, payload]")
             return None
-        kind, message_id = frame[0], frame[1]
-        if kind == MessageType.CALLRESULT and len(frame) == 3:
-            self._on_result(message_id, frame[2])
+        if kind == MessageType.CALLERROR:
+            if len(frame) >= 3 and isinstance(frame[2], str):
+                self._on_error(message_id, frame)
+            else:
+                self._unusable_answer(message_id, "CALLERROR is not [4, id, code, ...]")
             return None
-        if kind == MessageType.CALLERROR and len(frame) >= 3:
-            self._on_error(message_id, frame)
-            return None
-        if kind == MessageType.CALL:
-            if len(frame) == 4 and isinstance(frame[2], str):
-                return self._on_call(message_id, frame[2], frame[3])
+        # A CALL.
+        if not readable:
+            self._invalid(None, f"message id longer than {MAX_MESSAGE_ID} characters")
+            return _error_frame(
+                message_id, _FRAMEWORK_ERROR[self.version], "message id is too long"
+            )
+        if len(frame) != 4 or not isinstance(frame[2], str):
             self._invalid(None, "CALL is not [2, id, action, payload]")
             return _error_frame(message_id, _FRAMEWORK_ERROR[self.version], "malformed CALL")
+        if message_id in self._handling:
+            self._invalid(frame[2], "CALL with the id of a CALL still being handled")
+            return _error_frame(
+                message_id, _FRAMEWORK_ERROR[self.version], "message id is already in use"
+            )
+        # Both versions allow null for an empty payload (though {} is good practice).
+        return self._on_call(message_id, frame[2], {} if frame[3] is None else frame[3])
+
+    def _no_id(self, reason: str) -> bytes | None:
+        """The answer to a frame whose message id cannot be read: 2.0.1 answers with "-1"."""
+        if self.version == "2.0.1":
+            return _error_frame("-1", "RpcFrameworkError", reason)
+        return None
+
+    def _unreadable(self, data: str | bytes, reason: str) -> bytes | None:
+        """A frame that cannot be parsed (or may not be): answer by what its start says."""
+        self._invalid(None, reason)
+        head = _HEAD.match(data[:200] if isinstance(data, bytes) else data[:200].encode())
+        message_id: str | None = None
+        kind = None
+        if head is not None:
+            kind = int(head.group(1))
+            if head.group(2) is not None:
+                try:
+                    decoded = orjson.loads(b'"' + head.group(2) + b'"')
+                except orjson.JSONDecodeError:
+                    decoded = None
+                if isinstance(decoded, str) and len(decoded) <= MAX_MESSAGE_ID:
+                    message_id = decoded
+        if message_id is None:
+            if kind in (MessageType.CALLRESULT, MessageType.CALLERROR):
+                # An answer to nobody knows which CALL: never answered; if it was the pending
+                # one, that CALL times out (guessing could resend a message that arrived).
+                return None
+            return self._no_id(reason)
+        if kind == MessageType.CALL:
+            return _error_frame(message_id, _FORMAT_VIOLATION[self.version], reason)
         if kind in (MessageType.CALLRESULT, MessageType.CALLERROR):
-            # OCPP-J never answers an answer, even a malformed one: count it and move on.
-            self._invalid(None, f"malformed message of type {kind}")
+            self._fail_pending(message_id, reason)
             return None
-        self._invalid(None, f"unknown message type {kind!r}")
-        code = "MessageTypeNotSupported" if self.version == "2.0.1" else "ProtocolError"
-        return _error_frame(message_id, code, f"message type {kind!r} is not supported")
+        if self.version == "2.0.1":
+            return _error_frame(message_id, "MessageTypeNotSupported", reason)
+        return None
+
+    def _unusable_answer(self, message_id: str, reason: str) -> None:
+        """A CALLRESULT or CALLERROR that is not well formed: never answered (OCPP-J does not
+        answer answers), counted, and the CALL it answers ends now instead of timing out."""
+        self._invalid(None, reason)
+        self._fail_pending(message_id, reason)
+
+    def _fail_pending(self, message_id: str, reason: str) -> None:
+        entry = self._pending.get(message_id)
+        if entry is not None and not entry[1].done():
+            entry[1].set_result(
+                CallError(_FORMAT_VIOLATION[self.version], reason, None, invalid=True)
+            )
 
     def _on_result(self, message_id: str, payload: Any) -> None:
         entry = self._pending.get(message_id)
@@ -339,11 +469,16 @@ class RpcConnection:
         if entry is None:
             self._invalid(None, "CALLERROR for an unknown or expired message id")
             return
-        code = frame[2] if isinstance(frame[2], str) else "GenericError"
+        code = frame[2]
         description = frame[3] if len(frame) > 3 and isinstance(frame[3], str) else ""
         details = frame[4] if len(frame) > 4 else None
         if not entry[1].done():
             entry[1].set_result(CallError(code, description, details))
+
+    def _violation_code(self, violation: Violation) -> str:
+        if violation.rule in _OCCURRENCE_RULES:
+            return _OCCURRENCE[self.version]
+        return _RULE_CODES.get(violation.rule) or _FORMAT_VIOLATION[self.version]
 
     def _on_call(
         self, message_id: str, action: str, payload: Any
@@ -352,22 +487,25 @@ class RpcConnection:
         handler = self.handlers.get(action)
         if self.validator is not None:
             if not self.validator.knows(action):
-                self._invalid(action, f"unknown action {action!r}")
+                self._invalid(action, f"unknown action {_short(action)}")
                 self.observer.call_handled(version, action, "error")
-                return _error_frame(message_id, "NotImplemented", f"unknown action {action!r}")
-            problem = (
-                self.validator.request_problem(action, payload)
-                if isinstance(payload, dict)
-                else "payload is not an object"
-            )
-            if problem is not None:
+                return _error_frame(
+                    message_id, "NotImplemented", f"unknown action {_short(action)}"
+                )
+            if isinstance(payload, dict):
+                violation = self.validator.request_violation(action, payload)
+                code = None if violation is None else self._violation_code(violation)
+                problem = None if violation is None else violation.message
+            else:
+                code, problem = _FORMAT_VIOLATION[version], "payload is not an object"
+            if code is not None and problem is not None:
                 self._invalid(action, f"{action}: {problem}")
                 self.observer.call_handled(version, action, "error")
-                return _error_frame(message_id, _FORMAT_VIOLATION[version], problem)
+                return _error_frame(message_id, code, problem)
         if handler is None:
             self.observer.call_handled(version, action, "error")
             code = "NotSupported" if self.validator is not None else "NotImplemented"
-            return _error_frame(message_id, code, f"{action} is not supported")
+            return _error_frame(message_id, code, f"{_short(action)} is not supported")
         try:
             response = handler(payload)
         except OcppError as exc:
@@ -379,6 +517,7 @@ class RpcConnection:
             return _error_frame(message_id, "InternalError", f"{action} handler failed")
         if isinstance(response, dict):
             return self._result_frame(message_id, action, response)
+        self._handling.add(message_id)
         return self._answer_later(message_id, action, response)
 
     def _result_frame(self, message_id: str, action: str, response: dict[str, Any]) -> bytes:
@@ -387,8 +526,14 @@ class RpcConnection:
             if problem is not None:
                 log.warning("our %s response fails its schema: %s", action, problem)
                 self.observer.invalid_frame(self.version, "out", action, problem)
+        try:
+            frame = orjson.dumps([3, message_id, response])
+        except TypeError:  # our bug: a value JSON cannot carry; the peer still gets an answer
+            log.exception("the %s response cannot be serialised", action)
+            self.observer.call_handled(self.version, action, "error")
+            return _error_frame(message_id, "InternalError", f"{action} handler failed")
         self.observer.call_handled(self.version, action, "handled")
-        return orjson.dumps([3, message_id, response])
+        return frame
 
     async def _answer_later(
         self, message_id: str, action: str, pending: Awaitable[dict[str, Any]]
@@ -403,10 +548,21 @@ class RpcConnection:
             log.exception("handler of %s failed", action)
             self.observer.call_handled(self.version, action, "error")
             frame = _error_frame(message_id, "InternalError", f"{action} handler failed")
+        finally:
+            self._handling.discard(message_id)
         try:
             await _send(self.ws, frame)
         except ConnectionClosed as exc:
             self._lost(_close_reason(exc))
+
+
+_KINDS = frozenset(MessageType)
+
+
+def _short(value: Any) -> str:
+    """A peer's value in a log line or CALLERROR description: repr, at most 60 characters."""
+    shown = repr(value) if not isinstance(value, str) else repr(value[:61])
+    return shown if len(shown) <= 60 else shown[:57] + "..."
 
 
 async def _send(ws: Connection, frame: bytes) -> None:
@@ -439,7 +595,10 @@ async def _send(ws: Connection, frame: bytes) -> None:
 
 
 def _error_frame(message_id: str, code: str, description: str, details: Any = None) -> bytes:
-    return orjson.dumps([4, message_id, code, description[:255], details or {}])
+    # ErrorDescription is string[255]; ErrorDetails must be an object ({} when there are none).
+    return orjson.dumps(
+        [4, message_id, code, description[:255], details if isinstance(details, dict) else {}]
+    )
 
 
 def _close_reason(exc: ConnectionClosed) -> str:

@@ -205,6 +205,8 @@ async def linked(
     version: str,
     handlers: Mapping[str, Handler] | None = None,
     call_timeout_s: float = 5.0,
+    max_message_bytes: int | None = None,
+    ws_max_size: int | None = 2**20,
 ) -> AsyncIterator[Link]:
     """A validating RpcConnection (client) over a real loopback websocket to a Peer (server).
 
@@ -235,6 +237,7 @@ async def linked(
             compression=None,
             subprotocols=[Subprotocol(SUBPROTOCOL[version])],
             ping_interval=None,
+            max_size=ws_max_size,
         ) as ws:
             observer = Recorder()
             rpc = RpcConnection(
@@ -244,6 +247,7 @@ async def linked(
                 validator=FrameValidator(version),
                 observer=observer,
                 call_timeout_s=call_timeout_s,
+                max_message_bytes=max_message_bytes,
             )
             reader = asyncio.create_task(rpc.serve())
             peer = await peers.get()
@@ -430,7 +434,7 @@ async def test_incoming_calls_are_validated_and_dispatched(version: str) -> None
 
         # Schema-invalid payload: refused before the handler runs.
         answer = await peer.call("Reset", {"type": "Sideways"})
-        assert answer[0] == 4 and answer[2] == FORMAT_VIOLATION[version], answer
+        assert answer[0] == 4 and answer[2] == "PropertyConstraintViolation", answer
         answer = await peer.call("Reset", ["Soft"])
         assert answer[0] == 4 and answer[2] == FORMAT_VIOLATION[version], answer
         assert len(seen) == 1
@@ -544,17 +548,24 @@ async def test_malformed_frames_are_counted_and_survived(version: str) -> None:
     handlers: dict[str, Handler] = {"Reset": _reset_handler([])}
     async with linked(version, handlers=handlers) as link:
         peer = link.peer
-        # A JSON object instead of an array, and arrays that are not OCPP-J: no id, no answer.
+        # A JSON object instead of an array, and arrays that are not OCPP-J: no message id to
+        # answer with. 2.0.1 answers RpcFrameworkError with id "-1"; 1.6 has no such rule.
         await peer.send_raw('{"messageTypeId": 2}')
         await peer.send_raw("[]")
         await peer.send_raw('[2, 17, "Reset", {}]')
+        if version == "2.0.1":
+            for _ in range(3):
+                answer = await peer.next()
+                assert answer[:3] == [4, "-1", "RpcFrameworkError"], answer
         await peer.quiet(0.2)
         assert len(link.observer.invalid_in()) == 3
-        # A message type OCPP-J does not have.
+        # A message type OCPP-J does not have: 2.0.1 answers MessageTypeNotSupported, 1.6
+        # ignores it (4.1.3).
         await peer.send_raw('[5, "m5", "Reset", {}]')
-        answer = await peer.next()
-        expected = "MessageTypeNotSupported" if version == "2.0.1" else "ProtocolError"
-        assert answer[:3] == [4, "m5", expected], answer
+        if version == "2.0.1":
+            answer = await peer.next()
+            assert answer[:3] == [4, "m5", "MessageTypeNotSupported"], answer
+        await peer.quiet(0.2)
         # A CALLRESULT and a CALLERROR for ids never used: counted, nothing else.
         await peer.send([3, "no-such-id", {"currentTime": NOW}])
         await peer.send([4, "no-such-id", "InternalError", "", {}])
@@ -592,3 +603,292 @@ async def test_a_path_as_action_is_an_unknown_action_and_touches_no_file(
         assert looked_up == []
         assert len(link.observer.invalid_in()) == 4
         await still_works(link)
+
+
+# -- OCPP-J's rules for bad frames, one by one (1.6 section 4, 2.0.1 part 4 section 4) ----------
+
+FRAMEWORK_ERROR = {"1.6": "ProtocolError", "2.0.1": "RpcFrameworkError"}
+OCCURRENCE = {"1.6": "OccurenceConstraintViolation", "2.0.1": "OccurrenceConstraintViolation"}
+
+
+async def answers_or_silence(link: Link, count: int) -> list[Any]:
+    """The answers to `count` frames a 2.0.1 end answers with "-1" and a 1.6 end ignores."""
+    if link.rpc.version == "1.6":
+        await link.peer.quiet(0.2)
+        return []
+    return [await link.peer.next() for _ in range(count)]
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+async def test_a_broken_call_is_answered_with_its_id_or_minus_1(version: str) -> None:
+    handlers: dict[str, Handler] = {"Reset": _reset_handler([])}
+    async with linked(version, handlers=handlers) as link:
+        peer = link.peer
+        # Not JSON, but the message id can be read: a format violation with that id.
+        await peer.send_raw('[2, "m1", "Reset", {"type": ')
+        assert (await peer.next())[:3] == [4, "m1", FORMAT_VIOLATION[version]]
+        await peer.send_raw('[2,"m\\u0032","Reset",{"type":1e999}]')  # a number JSON cannot hold
+        assert (await peer.next())[:3] == [4, "m2", FORMAT_VIOLATION[version]]
+        # No readable id: 2.0.1 answers RpcFrameworkError with id "-1", 1.6 stays silent.
+        await peer.send_raw("[" * 2000)  # nested deeper than any parser goes
+        await peer.ws.send(b"\xff\xfe[2]")  # not even UTF-8, and binary
+        await peer.send_raw('{"2": "m3"}')
+        await peer.send_raw('["2", 7]')
+        for answer in await answers_or_silence(link, 4):
+            assert answer[:2] == [4, "-1"], answer
+            assert answer[2] in ("RpcFrameworkError", "MessageTypeNotSupported"), answer
+        # An id longer than string[36]: refused, the id echoed so the peer can match it.
+        long_id = "x" * 37
+        await peer.send([2, long_id, "Reset", RESET[version]])
+        assert (await peer.next())[:3] == [4, long_id, FRAMEWORK_ERROR[version]]
+        assert len(link.observer.invalid_in()) == 7
+        assert link.observer.handled == []  # the handler never ran
+        await still_works(link)
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+async def test_unknown_message_types_are_refused_in_201_and_ignored_in_16(version: str) -> None:
+    async with linked(version) as link:
+        for frame in ('[5, "m5", "Reset", {}]', '[6, "m6", "Heartbeat", {}]', '[2.0, "m7"]'):
+            await link.peer.send_raw(frame)
+            if version == "2.0.1":
+                answer = await link.peer.next()
+                assert answer[0] == 4 and answer[2] == "MessageTypeNotSupported", answer
+                assert answer[1] == orjson_id(frame)
+        await link.peer.send_raw("[true]")
+        if version == "2.0.1":
+            assert (await link.peer.next())[:3] == [4, "-1", "MessageTypeNotSupported"]
+        await link.peer.quiet(0.2)
+        assert [reason for *_, reason in link.observer.invalid_in()] == [
+            "unknown message type 5",
+            "unknown message type 6",
+            "unknown message type 2.0",
+            "unknown message type True",
+        ]
+        await still_works(link)
+
+
+def orjson_id(frame: str) -> str:
+    return str(json.loads(frame)[1])
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+async def test_a_broken_answer_ends_its_call_at_once_and_is_never_answered(version: str) -> None:
+    async with linked(version, call_timeout_s=5.0) as link:
+        peer = link.peer
+        broken = [
+            '[3, "{id}", {{"currentTime": ',  # cut short
+            '[3, "{id}"]',  # no payload
+            '[3, "{id}", {{}}, "extra"]',
+            '[4, "{id}"]',  # no error code
+            '[4, "{id}", 500, "x", {{}}]',  # an error code that is no string
+        ]
+        for template in broken:
+            task = asyncio.create_task(link.rpc.call("Heartbeat", {}))
+            call = await peer.next()
+            began = time.monotonic()
+            await peer.send_raw(template.format(id=call[1]))
+            outcome = await task
+            assert isinstance(outcome, CallError) and outcome.invalid, (template, outcome)
+            assert outcome.code == FORMAT_VIOLATION[version]
+            assert time.monotonic() - began < 1.0  # not the 5 s call timeout
+        await peer.quiet(0.2)  # an answer is never answered
+        assert [d[2] for d in link.observer.done] == ["error"] * len(broken)
+        assert len(link.observer.invalid_in()) == len(broken)
+        # Not even one whose message id cannot be read (no "-1" for answers).
+        await peer.send_raw('[3, "no-end-to-this-id')
+        await peer.send_raw("[4")
+        await peer.quiet(0.2)
+        assert len(link.observer.invalid_in()) == len(broken) + 2
+        await still_works(link)
+
+
+# A payload of a CSMS-initiated action that breaks one rule of its schema, and the CALLERROR
+# code that rule calls for.
+SCHEMA_CASES: dict[str, list[tuple[str, str, dict[str, Any], str]]] = {
+    "1.6": [
+        ("type", "Reset", {"type": 5}, "TypeConstraintViolation"),
+        ("enum", "Reset", {"type": "Sideways"}, "PropertyConstraintViolation"),
+        (
+            "length",
+            "RemoteStartTransaction",
+            {"idTag": "x" * 21},
+            "TypeConstraintViolation",  # CiString20Type: the length is part of the type
+        ),
+        (
+            "date-time",
+            "ReserveNow",
+            {"connectorId": 1, "expiryDate": "tomorrow", "idTag": "T", "reservationId": 1},
+            "PropertyConstraintViolation",
+        ),
+        ("items", "MeterValues", {"connectorId": 1, "meterValue": []}, OCCURRENCE["1.6"]),
+        ("required", "Reset", {}, "ProtocolError"),
+        ("unknown field", "Reset", {"type": "Soft", "force": True}, "FormationViolation"),
+        ("unknown and missing", "Reset", {"bogus": 1}, "FormationViolation"),
+    ],
+    "2.0.1": [
+        ("type", "Reset", {"type": 5}, "TypeConstraintViolation"),
+        ("enum", "Reset", {"type": "Sideways"}, "PropertyConstraintViolation"),
+        (
+            "length",
+            "GetVariables",
+            {"getVariableData": [{"component": {"name": "x" * 51}, "variable": {"name": "v"}}]},
+            "TypeConstraintViolation",
+        ),
+        (
+            "date-time",
+            "ReserveNow",
+            {
+                "id": 1,
+                "expiryDateTime": "tomorrow",
+                "idToken": {"idToken": "T", "type": "ISO14443"},
+            },
+            "PropertyConstraintViolation",
+        ),
+        ("items", "GetVariables", {"getVariableData": []}, OCCURRENCE["2.0.1"]),
+        ("required", "Reset", {}, "ProtocolError"),
+        ("unknown field", "Reset", {"type": "Immediate", "force": True}, "FormatViolation"),
+        ("unknown and missing", "Reset", {"bogus": 1}, "FormatViolation"),
+    ],
+}
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+async def test_each_schema_rule_broken_gets_its_own_callerror_code(version: str) -> None:
+    seen: list[dict[str, Any]] = []
+    async with linked(version, handlers={"Reset": _reset_handler(seen)}) as link:
+        for case, action, payload, code in SCHEMA_CASES[version]:
+            answer = await link.peer.call(action, payload)
+            assert answer[0] == 4 and answer[2] == code, (case, answer)
+            assert answer[2] in ERROR_CODES[version] and answer[3], (case, answer)
+        assert seen == []  # no handler saw an invalid payload
+        assert len(link.observer.invalid_in()) == len(SCHEMA_CASES[version])
+        await still_works(link)
+
+
+STATUS: dict[str, dict[str, Any]] = {
+    "1.6": {"connectorId": 1, "errorCode": "NoError", "status": "Available"},
+    "2.0.1": {"timestamp": NOW, "connectorStatus": "Available", "evseId": 1, "connectorId": 1},
+}
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+async def test_a_null_payload_is_an_empty_one(version: str) -> None:
+    # OCPP-J: "If there is no payload JSON allows for two different notations: null or an
+    # empty object {}" (1.6 4.2.1, 2.0.1 part 4 4.1.5).
+    cleared: list[dict[str, Any]] = []
+
+    def clear_cache(payload: dict[str, Any]) -> dict[str, Any]:
+        cleared.append(payload)
+        return {"status": "Accepted"}
+
+    async with linked(version, handlers={"ClearCache": clear_cache}) as link:
+        await link.peer.send([2, "n1", "ClearCache", None])
+        assert await link.peer.next() == [3, "n1", {"status": "Accepted"}]
+        assert cleared == [{}]
+        task = asyncio.create_task(link.rpc.call("StatusNotification", STATUS[version]))
+        call = await link.peer.next()
+        await link.peer.send([3, call[1], None])
+        assert await task == CallResult({})
+        assert link.observer.invalid == []
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+async def test_a_call_reusing_the_id_of_one_still_being_handled_is_refused(version: str) -> None:
+    release = asyncio.Event()
+
+    async def slow(payload: dict[str, Any]) -> dict[str, Any]:
+        await release.wait()
+        return {"status": "Accepted"}
+
+    async with linked(version, handlers={"ClearCache": slow}) as link:
+        peer = link.peer
+        await peer.send([2, "dup", "ClearCache", {}])
+        await peer.send([2, "dup", "ClearCache", {}])
+        assert (await peer.next())[:3] == [4, "dup", FRAMEWORK_ERROR[version]]
+        release.set()
+        assert await peer.next() == [3, "dup", {"status": "Accepted"}]
+        # Answered: the id is free again (a retry may reuse it).
+        await peer.send([2, "dup", "ClearCache", {}])
+        assert await peer.next() == [3, "dup", {"status": "Accepted"}]
+        assert len(link.observer.invalid_in()) == 1
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+async def test_a_message_over_the_size_limit_is_refused_unparsed(version: str) -> None:
+    handlers: dict[str, Handler] = {"Reset": _reset_handler([])}
+    async with linked(version, handlers=handlers, max_message_bytes=1000) as link:
+        peer = link.peer
+        big = {"type": RESET[version]["type"], "pad": "x" * 2000}
+        await peer.send([2, "big", "Reset", big])
+        answer = await peer.next()
+        assert answer[:3] == [4, "big", FORMAT_VIOLATION[version]], answer
+        assert "exceeds 1000" in answer[3]
+        # An answer over the limit ends its CALL as invalid, at once.
+        task = asyncio.create_task(link.rpc.call("Heartbeat", {}))
+        call = await peer.next()
+        await peer.send([3, call[1], {"currentTime": NOW, "pad": "x" * 2000}])
+        outcome = await task
+        assert isinstance(outcome, CallError) and outcome.invalid
+        # Too big to find an id in: "-1" in 2.0.1, silence in 1.6.
+        await peer.send_raw(" " * 2000 + "[]")
+        for answer in await answers_or_silence(link, 1):
+            assert answer[:3] == [4, "-1", "RpcFrameworkError"], answer
+        assert len(link.observer.invalid_in()) == 3
+        await still_works(link)
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+async def test_a_frame_over_the_websocket_limit_closes_the_connection_cleanly(
+    version: str,
+) -> None:
+    # What websockets does today above transport.MAX_FRAME_BYTES: close with 1009 (message too
+    # big). The call in flight ends as ConnectionLost; the link above reconnects.
+    async with linked(version, ws_max_size=1000) as link:
+        task = asyncio.create_task(link.rpc.call("Heartbeat", {}))
+        call = await link.peer.next()
+        await link.peer.send([3, call[1], {"currentTime": NOW, "pad": "x" * 5000}])
+        outcome = await task
+        assert isinstance(outcome, ConnectionLost)
+        assert link.rpc.closed
+        assert link.peer.ws.close_code == 1009
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+async def test_a_bug_handling_one_frame_does_not_end_the_reads(
+    version: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real = RpcConnection._on_frame
+
+    def flaky(self: RpcConnection, data: str | bytes) -> Any:
+        if b"boom" in (data if isinstance(data, bytes) else data.encode()):
+            raise RuntimeError("a bug")
+        return real(self, data)
+
+    monkeypatch.setattr(RpcConnection, "_on_frame", flaky)
+    handlers: dict[str, Handler] = {
+        "Reset": _reset_handler([]),
+        "ClearCache": lambda payload: {"status": {1, 2}},  # a set: JSON cannot carry it
+    }
+    async with linked(version, handlers=handlers) as link:
+        await link.peer.send([2, "boom", "Reset", RESET[version]])
+        await link.peer.quiet(0.2)
+        assert [r for *_, r in link.observer.invalid_in()] == [
+            "frame could not be handled (internal error)"
+        ]
+        # A response that cannot be serialised is an InternalError, not a dead connection.
+        answer = await link.peer.call("ClearCache", {})
+        assert answer[:3] == [4, answer[1], "InternalError"], answer
+        assert [d for _, d, _, _ in link.observer.invalid] == ["in", "out"]
+        await still_works(link)
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+async def test_callerror_details_are_always_an_object(version: str) -> None:
+    def refuse(payload: dict[str, Any]) -> dict[str, Any]:
+        raise OcppError("GenericError", "d" * 300, ["not", "an", "object"])
+
+    async with linked(version, handlers={"ClearCache": refuse}) as link:
+        answer = await link.peer.call("ClearCache", {})
+        # ErrorDescription is string[255]; ErrorDetails "MUST" be an object, {} if none.
+        assert answer[2:] == ["GenericError", "d" * 255, {}]
