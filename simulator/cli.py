@@ -21,12 +21,15 @@ from typer.exceptions import TyperException
 
 from simulator.loadcurve import parse_resolution
 from simulator.scenario import (
+    FaultsConfig,
     Scenario,
     ScenarioError,
     bundled_scenarios,
     describe,
     load_scenario,
+    merge_faults,
     parse_duration,
+    parse_fault_option,
 )
 
 app = typer.Typer(
@@ -38,7 +41,9 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 console = Console()
-errors = Console(stderr=True, highlight=False, soft_wrap=True)
+# Error lines quote the user's own text (file names, keys, values): printed as given, never
+# as markup or emoji (":smile:" in a key must not become a smiley).
+errors = Console(stderr=True, highlight=False, soft_wrap=True, emoji=False)
 
 EXIT_USAGE = 2
 
@@ -56,6 +61,29 @@ def _load(ref: str) -> Scenario:
         for line in exc.problems:
             errors.print(line, markup=False)
         raise typer.Exit(EXIT_USAGE) from None
+
+
+FAULT_HELP = (
+    "inject a fault, added to the scenario's `faults` (repeatable): KIND:key=value,... with "
+    "KIND drops, outage, connector, power-loss, csms or csms-restart and the keys of its "
+    "scenario section; list items joined with '+'. E.g. connector:mtbf=7d,repair=1h, "
+    "power-loss:at=2h+26h,downtime=5m, outage:at=60s,duration=30s,site=depot"
+)
+
+
+def _with_faults(scenario: Scenario, options: list[str] | None) -> Scenario:
+    """The scenario with the --fault options added to its faults (one line, exit 2, on a bad
+    value)."""
+    if not options:
+        return scenario
+    sites = [site.site_name for site in scenario.sites]
+    extra: list[FaultsConfig] = []
+    for text in options:
+        try:
+            extra.append(parse_fault_option(text, sites))
+        except ValueError as exc:
+            fail(str(exc))
+    return scenario.model_copy(update={"faults": merge_faults(scenario.faults, extra)})
 
 
 def _parse_start(text: str | None) -> datetime | None:
@@ -85,12 +113,19 @@ def simulate(
     ] = "15min",
     start: Annotated[str | None, typer.Option(help="simulated start, ISO-8601")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress bar or table")] = False,
+    fault: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--fault",
+            help=FAULT_HELP + ". Offline only connector faults and power loss apply",
+        ),
+    ] = None,
 ) -> None:
     """Run a scenario offline, faster than real time, and write sessions, load and summary."""
     from simulator.offline import simulate as run_simulation
     from simulator.output import write_all
 
-    loaded = _load(scenario)
+    loaded = _with_faults(_load(scenario), fault)
     try:
         resolution_s = parse_resolution(resolution)
     except ValueError as exc:
@@ -279,17 +314,22 @@ def run(
         ),
     ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no live panel")] = False,
+    fault: Annotated[list[str] | None, typer.Option("--fault", help=FAULT_HELP)] = None,
 ) -> None:
     """Run the fleet online against a CSMS, each charger on its own OCPP websocket.
 
     Time runs at --speed simulated seconds per wall second. What is not given here comes from
     the scenario's `online:` section; a CSMS password comes from online.target.password_env
-    or password_file, never from the command line. Exit code 1 when an SLO of the scenario is
-    broken or no charger could connect, 2 on a usage error."""
+    or password_file, never from the command line, and online.target.security_profile (1-3)
+    selects basic auth, TLS or mutual TLS (the embedded CSMS then serves the same profile).
+    Faults (--fault or the scenario's `faults:`) are injected while it runs; the report says
+    how the fleet recovered, and reconciles every transaction message with the CSMS.
+    Exit code 1 when an SLO of the scenario is broken, the ledger does not reconcile or no
+    charger could connect, 2 on a usage error."""
     from simulator.report import render_summary, write_report
     from simulator.run import RunError, RunOptions, run_scenario
 
-    loaded = _load(scenario)
+    loaded = _with_faults(_load(scenario), fault)
     if chargers is not None and chargers < 1:
         fail(f"--chargers: expected at least 1 (got {chargers})")
     if speed is not None and not 0 < speed <= 100_000:
@@ -375,6 +415,46 @@ def csms(
         Path | None,
         typer.Option(help="sites file: grid limit and policy per site for load management"),
     ] = None,
+    chaos: Annotated[
+        str | None,
+        typer.Option(
+            help="misbehave towards chargers (fault tests): slow_p=P,slow_s=S,error_p=P,"
+            "close_p=P[,actions=A+B][,seed=N]"
+        ),
+    ] = None,
+    no_durable: Annotated[
+        bool,
+        typer.Option(
+            "--no-durable",
+            help="answer transaction messages before they are committed (a crash loses them)",
+        ),
+    ] = False,
+    security_profile: Annotated[
+        int,
+        typer.Option(
+            help="OCPP security profile: 1 basic auth, 2 TLS + basic auth (wss://), "
+            "3 mutual TLS: a client certificate signed by the CA whose CN is the charger id"
+        ),
+    ] = 0,
+    password_env: Annotated[
+        str | None,
+        typer.Option(
+            help="profiles 1/2: environment variable holding the password; {charger_id} in "
+            "it is replaced (a password per charger)"
+        ),
+    ] = None,
+    password_file: Annotated[
+        Path | None, typer.Option(help="profiles 1/2: file whose first line is the password")
+    ] = None,
+    username: Annotated[
+        str, typer.Option(help="profiles 1/2: the expected basic-auth user (template)")
+    ] = "{charger_id}",
+    cert_dir: Annotated[
+        Path | None,
+        typer.Option(
+            help="profiles 2/3: ca.pem, server.pem and server.key, as `fleetsim certs` writes"
+        ),
+    ] = None,
 ) -> None:
     """Run the embedded CSMS: OCPP 1.6J and 2.0.1 on ws://HOST:PORT/<charger id>, recording
     boots, statuses, transactions, meter values, notifications and the operations it sends in
@@ -417,7 +497,8 @@ def csms(
     """
     from simulator.csms import CsmsConfig, run_csms
     from simulator.csms.http_api import ApiBindError, loopback_family
-    from simulator.csms.server import CsmsServer
+    from simulator.csms.server import CsmsServer, SecurityError, server_ssl_context
+    from simulator.transport import TransportError, read_secret
 
     if not 0 <= port <= 65535:
         fail(f"--port: expected a port number (got {port})")
@@ -431,6 +512,14 @@ def csms(
         fail(f"--sites: no such file: {sites}")
     if heartbeat <= 0:
         fail(f"--heartbeat: expected a positive number of seconds (got {heartbeat})")
+    csms_chaos = None
+    if chaos is not None:
+        from simulator.csms.chaos import parse_chaos
+
+        try:
+            csms_chaos = parse_chaos(chaos)
+        except ValueError as exc:
+            fail(str(exc))
     tags: frozenset[str] | None = None
     if id_tags is not None:
         try:
@@ -438,6 +527,16 @@ def csms(
         except OSError as exc:
             fail(f"--id-tags: cannot read {id_tags}: {exc.strerror or exc}")
         tags = frozenset(line.strip() for line in lines if line.strip())
+    if security_profile not in (0, 1, 2, 3):
+        fail(f"--security-profile: expected 0, 1, 2 or 3 (got {security_profile})")
+    if password_env and password_file:
+        fail("give either --password-env or --password-file, not both")
+    try:
+        password = read_secret(password_env, password_file)
+    except TransportError as exc:
+        fail(str(exc))
+    if password is not None and security_profile not in (1, 2):
+        fail(f"--security-profile {security_profile} takes no password (1 and 2 do)")
     config = CsmsConfig(
         host=host,
         port=port,
@@ -448,11 +547,23 @@ def csms(
         api_port=api_port,
         api_host=api_host,
         sites_path=sites,
+        durable=not no_durable,
+        chaos=csms_chaos,
+        security_profile=security_profile,
+        password=password,
+        username=username,
+        cert_dir=cert_dir,
     )
+    try:
+        server_ssl_context(config)  # certificates and password checked before listening
+    except SecurityError as exc:
+        fail(str(exc))
 
     def ready(server: CsmsServer) -> None:
+        scheme = "wss" if security_profile >= 2 else "ws"
         errors.print(
-            f"fleetsim csms: listening on ws://{host}:{server.port}/<charger id>", markup=False
+            f"fleetsim csms: listening on {scheme}://{host}:{server.port}/<charger id>",
+            markup=False,
         )
         if server.api is not None:
             errors.print(f"fleetsim csms: HTTP API on {server.api.url}/", markup=False)
@@ -463,6 +574,83 @@ def csms(
         fail(f"--api-port: {exc}")
     except OSError as exc:
         fail(f"--port {port}: cannot listen on {host}: {exc.strerror or exc}")
+
+
+DEFAULT_CERT_ID_PATTERN = "CP-{index:05d}"
+
+
+@app.command()
+def certs(
+    out: Annotated[Path, typer.Option(help="directory to write the certificates into")],
+    chargers: Annotated[
+        int | None,
+        typer.Option(help="client certificates for N chargers (with --scenario: rescale it to N)"),
+    ] = None,
+    scenario: Annotated[
+        str | None,
+        typer.Option(help="one client certificate per charger id of this scenario"),
+    ] = None,
+    charger_id_pattern: Annotated[
+        str | None,
+        typer.Option(
+            help=f"charger ids without --scenario; {{index}} counts from 1 "
+            f"(default {DEFAULT_CERT_ID_PATTERN})"
+        ),
+    ] = None,
+    days: Annotated[float, typer.Option(help="days the certificates stay valid")] = 30.0,
+) -> None:
+    """Write a test PKI for security profiles 2 and 3: ca.pem/ca.key, server.pem/server.key
+    for the embedded CSMS (localhost, 127.0.0.1, ::1) and clients/<charger id>.pem/.key
+    (CN = charger id), all EC P-256. A CA already in --out signs the new certificates.
+
+    Point a scenario's online.target.cert_dir (or `fleetsim csms --cert-dir`) at --out."""
+    import time
+
+    from simulator.certs import CertError, generate_certs
+    from simulator.fleet import charger_id
+
+    if chargers is not None and chargers < 1:
+        fail(f"--chargers: expected at least 1 (got {chargers})")
+    if not 0 < days <= 36500:
+        fail(f"--days: expected a number of days in (0, 36500] (got {days})")
+    ids: list[str]
+    if scenario is not None:
+        if charger_id_pattern is not None:
+            fail("give either --scenario or --charger-id-pattern: the scenario names its chargers")
+        loaded = _load(scenario)
+        if chargers is not None:
+            if sum(site.chargers for site in loaded.sites) == 0:
+                fail(f"--chargers: {scenario} has no chargers to rescale")
+            loaded = loaded.rescaled(chargers)
+        pattern = loaded.charger_id_pattern
+        ids = [
+            charger_id(pattern, site.site_name, i)
+            for site in loaded.sites
+            for i in range(site.chargers)
+        ]
+    else:
+        if chargers is None:
+            fail("--chargers: how many client certificates? (or --scenario)")
+        pattern = charger_id_pattern or DEFAULT_CERT_ID_PATTERN
+        try:
+            ids = [pattern.format(index=i + 1) for i in range(chargers)]
+        except (KeyError, IndexError, ValueError) as exc:
+            fail(f"--charger-id-pattern: {pattern!r} does not format with {{index}}: {exc}")
+        if chargers > 1 and ids[0] == ids[1]:
+            fail(f"--charger-id-pattern: {pattern!r} must contain {{index}} so charger ids differ")
+    began = time.perf_counter()
+    try:
+        paths = generate_certs(out, ids, days=days)
+    except CertError as exc:
+        fail(str(exc))
+    elapsed = time.perf_counter() - began
+    console.print(
+        f"wrote {paths.clients} client certificates, the server certificate and the CA to "
+        f"{out} in {elapsed:.1f} s",
+        markup=False,
+        highlight=False,
+        soft_wrap=True,
+    )
 
 
 @app.command()

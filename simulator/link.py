@@ -17,13 +17,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import IntEnum
 from functools import partial
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import simpy
 from ocpp.v16.enums import Action as V16Action
 
+from simulator.backoff import BackoffPolicy
 from simulator.clock import OnlineClock
 from simulator.events import LOCAL_DECISION
+from simulator.ledger import MessageLedger
 from simulator.protocol.base import Outbound, ProtocolAdapter
 from simulator.rpc import (
     CallError,
@@ -45,6 +47,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 _HEARTBEAT = V16Action.heartbeat.value  # the same name in 2.0.1
+_TX_EVENT = "TransactionEvent"
+_METER_VALUES = V16Action.meter_values.value
+OUTAGE_REASON = "network unreachable (injected outage)"
+QueuePolicy = Literal["drop_meter_values", "drop_oldest", "drop_newest"]
 
 
 class LinkObserver(RpcObserver, Protocol):
@@ -81,6 +87,42 @@ class LinkState(IntEnum):
     CLOSED = 3  # the run is over
 
 
+@dataclass(frozen=True, slots=True)
+class LinkPolicy:
+    """How the chargers of one charger model reconnect and keep their offline queue.
+
+    The queue holds at most `queue_limit` messages. When it is full, messages that are not
+    transactional go first (the statuses sent after the next boot supersede them); then
+    `queue_policy` decides: "drop_meter_values" drops the oldest periodic transaction meter
+    value (1.6 MeterValues, 2.0.1 TransactionEvent Updated) and only when none is left the
+    oldest message; "drop_oldest" drops the oldest message; "drop_newest" refuses the new one.
+    Every transactional message dropped is counted in the ledger."""
+
+    backoff: BackoffPolicy
+    queue_limit: int = 10_000
+    queue_policy: QueuePolicy = "drop_meter_values"
+
+
+class NetworkFaults:
+    """Injected network outages (wall clock): the whole fleet, or one site, unreachable until
+    a given loop time. A charger inside an outage fails every connection attempt at once."""
+
+    __slots__ = ("fleet_until", "site_until")
+
+    def __init__(self) -> None:
+        self.fleet_until = 0.0
+        self.site_until: dict[str, float] = {}
+
+    def down(self, site: str | None, until: float) -> None:
+        if site is None:
+            self.fleet_until = max(self.fleet_until, until)
+        else:
+            self.site_until[site] = max(self.site_until.get(site, 0.0), until)
+
+    def blocked(self, site: str, now: float) -> bool:
+        return now < self.fleet_until or now < self.site_until.get(site, 0.0)
+
+
 @dataclass
 class LinkContext:
     """What every link of a run shares: clock, connection settings, policies, observer."""
@@ -93,7 +135,7 @@ class LinkContext:
     call_timeout_s: float = 30.0
     heartbeat_s: float = 300.0  # simulated seconds, until the CSMS says otherwise
     boot_retry_s: float = 60.0  # simulated seconds, when a boot answer gives no interval
-    backoff: Backoff = field(default_factory=Backoff)
+    backoff: BackoffPolicy = field(default_factory=Backoff)  # links without their own policy
     # 1.6 TransactionMessageAttempts / TransactionMessageRetryInterval (simulated seconds).
     message_attempts: int = 3
     message_retry_s: float = 60.0
@@ -101,7 +143,8 @@ class LinkContext:
     rng: random.Random = field(default_factory=lambda: random.Random(0))
     closing: bool = False
     draining: bool = False  # the run is ending: deliver what is queued, add no heartbeats
-    dropped: int = 0  # transactional messages given up on (attempts exhausted or queue full)
+    ledger: MessageLedger = field(default_factory=MessageLedger)
+    network: NetworkFaults = field(default_factory=NetworkFaults)
     connect_errors: dict[str, int] = field(default_factory=dict)
     _validators: dict[str, FrameValidator] = field(default_factory=dict)
 
@@ -118,13 +161,22 @@ class LinkContext:
         """Wall seconds of a protocol interval given in simulated seconds."""
         return sim_seconds / self.clock.speed
 
+    @property
+    def dropped(self) -> int:
+        """Transactional messages given up on (attempts exhausted or queue full)."""
+        return self.ledger.dropped_total
+
+    def default_policy(self) -> LinkPolicy:
+        return LinkPolicy(self.backoff, self.queue_limit)
+
 
 class ChargerLink:
     """One charger's connection and outbound queue.
 
-    The queue holds at most `LinkContext.queue_limit` messages (about 1 KB each with their
-    payloads): when full, the oldest transactional message is dropped and counted, so memory
-    stays bounded through a long outage and the report says exactly what was lost.
+    The queue holds at most `policy.queue_limit` messages (about 1 KB each with their
+    payloads); what goes when it is full is the policy's `queue_policy` (see LinkPolicy), so
+    memory stays bounded through a long outage and the ledger says exactly what was lost.
+    `connect_attempts` counts every attempt to connect, for the recovery report.
     """
 
     __slots__ = (
@@ -132,13 +184,16 @@ class ChargerLink:
         "_boot_now",
         "_kick",
         "_reboot_until",
+        "_sending",
         "_timer",
         "adapter",
         "attempts",
+        "connect_attempts",
         "control",
         "ctx",
         "heartbeat_s",
         "operations",
+        "policy",
         "queue",
         "rpc",
         "state",
@@ -153,18 +208,22 @@ class ChargerLink:
         ctx: LinkContext,
         control: ChargerControl | None = None,
         operations: Operations | None = None,
+        policy: LinkPolicy | None = None,
     ) -> None:
         self.station = station
         self.adapter = adapter
         self.ctx = ctx
         self.control = control
         self.operations = operations
+        self.policy = policy if policy is not None else ctx.default_policy()
         self.state = LinkState.OFFLINE
         self.queue: deque[Outbound] = deque()
         self.rpc: RpcConnection | None = None
         self.task: asyncio.Task[None] | None = None
         self.heartbeat_s = ctx.heartbeat_s if control is None else control.settings.heartbeat_s
         self.attempts = 0
+        self.connect_attempts = 0
+        self._sending: Outbound | None = None  # the message whose CALL is outstanding
         self._kick: asyncio.Future[None] | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._after_boot: list[Outbound] | None = None
@@ -185,13 +244,22 @@ class ChargerLink:
         kept: the statuses sent after the boot describe the station as it is then."""
         if not messages:
             return
-        ready = self.state is LinkState.READY
+        state = self.state
+        ready = state is LinkState.READY
         queue = self.queue
+        ledger = self.ctx.ledger
+        limit = self.policy.queue_limit
         for message in messages:
-            if not ready and not message.transactional:
+            if not message.transactional:
+                if not ready:
+                    continue
+            else:
+                offline = state is LinkState.OFFLINE
+                ledger.queued_message(self.charger_id, self.adapter.version, message, offline)
+                if offline and message.action == _TX_EVENT:
+                    message.payload["offline"] = True  # 2.0.1: it happened while offline
+            if len(queue) >= limit and not self._make_room(message):
                 continue
-            if len(queue) >= self.ctx.queue_limit:
-                self._drop_oldest()
             queue.append(message)
         self._wake()
 
@@ -248,6 +316,31 @@ class ChargerLink:
             self.state = LinkState.BOOTING  # nothing new goes out while shutting down
         await rpc.ws.close(1000, "rebooting")
 
+    # -- injected faults -----------------------------------------------------------------------
+
+    def drop_connection(self) -> bool:
+        """The network drops the connection: abort it at once, without a close handshake, as a
+        lost TCP connection would; the link reconnects after its backoff. False if there was
+        no connection to drop."""
+        rpc = self.rpc
+        if rpc is None or rpc.closed:
+            return False
+        transport = rpc.ws.transport
+        if transport is None or transport.is_closing():
+            return False
+        transport.abort()
+        return True
+
+    def power_lost(self, downtime_s: float) -> None:
+        """The station lost power: the connection dies with it (nothing is drained, there is no
+        time to), and the charger is back `downtime_s` simulated seconds later. Its queued
+        transaction messages survive, as a real charger keeps them in non-volatile memory."""
+        loop = asyncio.get_running_loop()
+        self._reboot_until = loop.time() + self.ctx.wall_delay(max(downtime_s, 0.0))
+        self.attempts = 0
+        self._cancel_timer()
+        self.drop_connection()
+
     def authorize(self, connector: Connector, id_tag: str) -> bool | simpy.Event:
         """Ask the CSMS about an id tag; offline, the charger authorises locally (1.6
         LocalAuthorizeOffline), as chargers do so drivers are not stranded by an outage."""
@@ -285,17 +378,26 @@ class ChargerLink:
         ctx, loop = self.ctx, asyncio.get_running_loop()
         observer = ctx.observer
         reconnect = False
+        site = self.station.site.name
+        first = True
         while not ctx.closing:
             if self._reboot_until > loop.time():
                 await asyncio.sleep(self._reboot_until - loop.time())
                 if ctx.closing:
                     return
-            await ctx.ramp.acquire()
-            if ctx.closing:
-                return
+            if first:
+                # Only the fleet's first connections are paced: reconnects after an outage
+                # follow each charger's backoff alone, as a real fleet's do.
+                first = False
+                await ctx.ramp.acquire()
+                if ctx.closing:
+                    return
             observer.connect_attempt()
+            self.connect_attempts += 1
             began = loop.time()
             try:
+                if ctx.network.blocked(site, began):
+                    raise TransportError(OUTAGE_REASON)
                 ws = await _open_connection(ctx.settings, self.charger_id, self.adapter.subprotocol)
             except TransportError as exc:
                 observer.connect_failed(str(exc))
@@ -338,7 +440,7 @@ class ChargerLink:
             await self._back_off()
 
     async def _back_off(self) -> None:
-        delay = self.ctx.backoff.delay(self.attempts, self.ctx.rng)
+        delay = self.policy.backoff.delay(self.attempts, self.ctx.rng)
         self.attempts += 1
         await asyncio.sleep(delay)
 
@@ -442,12 +544,16 @@ class ChargerLink:
                 continue
             message = self.queue[0]
             payload = self.adapter.prepare(message)
-            outcome = await rpc.call(message.action, payload, due=clock.wall_of(message.due_s))
+            self._sending = message
+            try:
+                outcome = await rpc.call(message.action, payload, due=clock.wall_of(message.due_s))
+            finally:
+                self._sending = None
             if isinstance(outcome, ConnectionLost):
                 return  # the message stays at the head and is replayed after reconnecting
             if self.queue and self.queue[0] is message:
                 self.queue.popleft()
-            retry = self._settle(message, outcome)
+            retry = self._settle(message, outcome, payload)
             if retry:
                 self.queue.appendleft(message)
                 control = self.control
@@ -458,9 +564,13 @@ class ChargerLink:
                 if not await self._pause(rpc, ctx.wall_delay(retry_s * message.attempts)):
                     return
 
-    def _settle(self, message: Outbound, outcome: CallOutcome) -> bool:
+    def _settle(self, message: Outbound, outcome: CallOutcome, payload: dict[str, Any]) -> bool:
         """Act on a CALL's outcome; True if a transactional message must be sent again."""
         if isinstance(outcome, CallResult):
+            if message.transactional:
+                self.ctx.ledger.delivered_message(
+                    self.charger_id, self.adapter.version, message, payload, outcome.payload
+                )
             self.adapter.accepted(message, outcome.payload)
             if message.on_result is not None:
                 message.on_result(outcome.payload)
@@ -480,7 +590,9 @@ class ChargerLink:
             )
             if message.attempts < attempts:
                 return True
-            self.ctx.dropped += 1
+            self.ctx.ledger.dropped_message(
+                self.charger_id, self.adapter.version, message, overflow=False
+            )
             log.warning(
                 "%s: %s given up after %d attempts",
                 self.charger_id,
@@ -493,14 +605,38 @@ class ChargerLink:
         if not waiter.triggered:
             self.ctx.clock.call_soon(partial(_succeed, waiter, accepted))
 
-    def _drop_oldest(self) -> None:
+    def _make_room(self, incoming: Outbound) -> bool:
+        """The queue is full: drop a message as the policy says; False if `incoming` is the
+        one dropped. The message whose CALL is outstanding is never dropped."""
         queue = self.queue
+        sending = self._sending
         for i, message in enumerate(queue):
-            if message.transactional:
+            if not message.transactional and message.waiter is None and message is not sending:
                 del queue[i]
-                self.ctx.dropped += 1
-                return
-        queue.popleft()
+                return True
+        policy = self.policy.queue_policy
+        if policy == "drop_newest":
+            self._overflowed(incoming)
+            return False
+        if policy == "drop_meter_values":
+            for i, message in enumerate(queue):
+                if message is not sending and _is_meter_update(message):
+                    del queue[i]
+                    self._overflowed(message)
+                    return True
+        for i, message in enumerate(queue):
+            if message is not sending and message.waiter is None:
+                del queue[i]
+                if message.transactional:
+                    self._overflowed(message)
+                return True
+        return True  # nothing may go: the queue grows by one beyond its limit
+
+    def _overflowed(self, message: Outbound) -> None:
+        if message.transactional:
+            self.ctx.ledger.dropped_message(
+                self.charger_id, self.adapter.version, message, overflow=True
+            )
 
     # -- heartbeat -----------------------------------------------------------------------------
 
@@ -531,6 +667,18 @@ class ChargerLink:
         kick = self._kick
         if kick is not None and not kick.done():
             kick.set_result(None)
+
+
+def _is_meter_update(message: Outbound) -> bool:
+    """A periodic transaction meter value: what a full queue may lose first."""
+    if message.action == _METER_VALUES:
+        return message.transactional
+    payload = message.payload
+    return (
+        message.action == _TX_EVENT
+        and payload.get("eventType") == "Updated"
+        and payload.get("triggerReason") == "MeterValuePeriodic"
+    )
 
 
 # Strong references to fire-and-forget tasks (the loop only keeps weak ones).

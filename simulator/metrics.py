@@ -440,6 +440,12 @@ class FleetMetrics:
             "Energy delivered by ended transactions",
             registry=reg,
         )
+        self._faults = Counter(
+            "fleetsim_faults_injected_total",
+            "Faults injected into the run (outages, drops, connector faults, power losses, ...)",
+            ("kind",),
+            registry=reg,
+        )
         self._lag_gauge = Gauge(
             "fleetsim_schedule_lag_seconds",
             "Latest delay between when an event was due and when it ran",
@@ -486,6 +492,7 @@ class FleetMetrics:
         self._lag_latest_s = 0.0
         self._server: WSGIServer | None = None
         self._server_thread: threading.Thread | None = None
+        self.faults: dict[str, int] = {}  # injected faults by kind, for the report
 
     # -- rpc layer ---------------------------------------------------------------------------------
 
@@ -642,6 +649,11 @@ class FleetMetrics:
         if energy_wh > 0:  # a Counter refuses negative increments
             self._energy_kwh += energy_wh / 1000.0
             self._energy.inc(energy_wh / 1000.0)
+
+    def fault_injected(self, kind: str) -> None:
+        """A fault of `kind` was injected (connection_drop, outage, csms_restart, ...)."""
+        self.faults[kind] = self.faults.get(kind, 0) + 1
+        self._faults.labels(kind).inc()
 
     def set_fleet_power_kw(self, kw: float) -> None:
         self._power.set(kw)

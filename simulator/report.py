@@ -298,6 +298,20 @@ def render_summary(report: dict[str, Any], checks: list[SloCheck], console: Cons
                     style="yellow",
                 )
             )
+        verdict = ledger.get("reconciliation")
+        if isinstance(verdict, dict):
+            against = "the CSMS database" if verdict["csms_checked"] else "itself"
+            if verdict["ok"]:
+                console.print(f"ledger reconciled with {against}: {verdict['matched']} matched")
+            else:
+                console.print(Text(f"ledger does NOT reconcile with {against}:", style="bold red"))
+                for line in verdict["mismatches"]:
+                    console.print(Text(f"  {line}"))
+    faults = report.get("faults")
+    if faults:
+        console.print("faults: " + ", ".join(f"{kind} x{n}" for kind, n in faults.items()))
+    for episode in report.get("recovery") or ():
+        console.print(_recovery_line(episode))
 
     if not checks:
         console.print("SLO: none configured")
@@ -310,6 +324,24 @@ def render_summary(report: dict[str, Any], checks: list[SloCheck], console: Cons
         console.print(line)
     passed = all(c.passed for c in checks)
     console.print(Text.from_markup("SLO: [green]PASS[/green]" if passed else "SLO: [bold red]FAIL"))
+
+
+def _recovery_line(episode: dict[str, Any]) -> Text:
+    """One line per recovery episode: seconds from the end of the disruption to 50/99/100 %
+    booted and to drained queues, and connection attempts per charger."""
+
+    def sec(key: str) -> str:
+        value = episode.get(key)
+        return "never" if value is None else f"{value:.1f} s"
+
+    attempts = episode["reconnect_attempts"]
+    text = (
+        f"recovery after {episode['kind']} ({episode['scope']}, {episode['chargers']} chargers): "
+        f"50% {sec('time_to_50pct_s')}, 99% {sec('time_to_99pct_s')}, "
+        f"100% {sec('time_to_100pct_s')}, queues drained {sec('time_to_queues_drained_s')}; "
+        f"attempts per charger mean {attempts['mean']} max {attempts['max']}"
+    )
+    return Text(text, style="" if episode["recovered"] else "yellow")
 
 
 def format_snapshot(snap: LiveSnapshot) -> str:

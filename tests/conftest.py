@@ -29,6 +29,8 @@ def busy_scenario(**online: Any) -> Scenario:
     """Three 1.6 and three 2.0.1 fast chargers, busy enough that a few wall seconds at one
     simulated hour per second hold whole sessions, heartbeats and meter values."""
     busy = {"sessions_per_charger_day": 48.0, "departure": "when_charged"}
+    # Reconnects within a second, so that a few-second run sees a dropped charger come back.
+    reconnect = {"wait_minimum_s": 0.2, "random_range_s": 0.5}
     return parse_scenario(
         {
             "name": "busy",
@@ -41,14 +43,14 @@ def busy_scenario(**online: Any) -> Scenario:
                     "archetype": "dc_fast",
                     "chargers": 3,
                     "demand": busy,
-                    "charger": {"ocpp_version": "1.6"},
+                    "charger": {"ocpp_version": "1.6", "reconnect": reconnect},
                 },
                 {
                     "name": "dc201",
                     "archetype": "dc_fast",
                     "chargers": 3,
                     "demand": busy,
-                    "charger": {"ocpp_version": "2.0.1"},
+                    "charger": {"ocpp_version": "2.0.1", "reconnect": reconnect},
                 },
             ],
             "online": {

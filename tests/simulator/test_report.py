@@ -268,3 +268,44 @@ async def test_live_panel_plain_output_stops_promptly(monkeypatch: pytest.Monkey
     await _run_panel(LivePanel(_metrics(), console, interval_s=0.01), 0.1)
     lines = out.getvalue().splitlines()
     assert lines and all("chargers 3/4" in line for line in lines)
+
+
+def test_render_summary_shows_the_ledger_verdict_faults_and_recovery() -> None:
+    report = _report()
+    report["ledger"] = {
+        "transactions_started": 3,
+        "transactions_ended": 3,
+        "transactions_open": 0,
+        "messages_dropped": 0,
+        "messages_unsent": 0,
+        "reconciliation": {
+            "ok": False,
+            "csms_checked": True,
+            "matched": 2,
+            "mismatches": ["cp1 transaction 9: acknowledged, not at the CSMS"],
+        },
+    }
+    report["faults"] = {"csms_restart": 1, "connection_drop": 4}
+    report["recovery"] = [
+        {
+            "kind": "csms_restart",
+            "scope": "fleet",
+            "chargers": 4,
+            "recovered": False,
+            "time_to_50pct_s": 1.25,
+            "time_to_99pct_s": None,
+            "time_to_100pct_s": None,
+            "time_to_queues_drained_s": None,
+            "reconnect_attempts": {"mean": 2.5, "max": 4},
+        }
+    ]
+    console = Console(record=True, width=200, force_terminal=False)
+    render_summary(report, [], console)
+    text = console.export_text()
+    assert "ledger does NOT reconcile with the CSMS database:" in text
+    assert "cp1 transaction 9: acknowledged, not at the CSMS" in text
+    assert "faults: csms_restart x1, connection_drop x4" in text
+    assert (
+        "recovery after csms_restart (fleet, 4 chargers): 50% 1.2 s, 99% never, 100% never, "
+        "queues drained never; attempts per charger mean 2.5 max 4"
+    ) in text
