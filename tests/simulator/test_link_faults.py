@@ -17,6 +17,7 @@ from models.calendar import Calendar
 from simulator.backoff import RetryBackoff
 from simulator.clock import OnlineClock
 from simulator.fleet import Fleet
+from simulator.ledger import MessageLedger
 from simulator.link import ChargerLink, LinkContext, LinkPolicy, LinkState
 from simulator.metrics import FleetMetrics
 from simulator.online import OnlineSink
@@ -131,7 +132,7 @@ def test_transaction_events_made_offline_say_so() -> None:
 # -- outages and reconnect modes, end to end against a fake CSMS --------------------------------
 
 
-async def _outage_run(mode: str) -> tuple[FakeCsms, dict[str, Any]]:
+async def _outage_run(mode: str) -> tuple[FakeCsms, dict[str, Any], MessageLedger]:
     """Six chargers, a 2 s fleet outage from 1.5 s; reconnect waits of 1 s (+ up to 3 s), so
     all are back well before the 9 s run ends."""
     csms = FakeCsms()
@@ -147,11 +148,12 @@ async def _outage_run(mode: str) -> tuple[FakeCsms, dict[str, Any]]:
     async with asyncio.timeout(RUN_TIMEOUT_S), csms:
         options = RunOptions(target=csms.url, metrics_port=None, live=False)
         result = await Runner(scenario, options).run()
-    return csms, result.report
+    assert result.ledger is not None
+    return csms, result.report, result.ledger
 
 
 async def test_an_outage_drops_every_connection_and_all_come_back() -> None:
-    csms, report = await _outage_run("jittered")
+    csms, report, ledger_ = await _outage_run("jittered")
     assert report["faults"]["outage"] == 1
     assert report["connect_errors"]["network unreachable (injected outage)"] >= 1
     [episode] = report["recovery"]
@@ -163,11 +165,22 @@ async def test_an_outage_drops_every_connection_and_all_come_back() -> None:
     ledger = report["ledger"]
     assert ledger["messages_dropped"] == 0 and ledger["messages_unsent"] == 0
     assert ledger["reconciliation"]["ok"] and not ledger["reconciliation"]["csms_checked"]
+    # 1.6 transactions began and ended while offline: their StartTransaction was answered only
+    # after the reconnect, and the transactionId it assigned is the one their StopTransaction
+    # carried (transactions_16 checks each stop names an id this CSMS gave that charger).
+    assert ledger_.queued_offline["StartTransaction"] > 0
+    assert ledger_.queued_offline["StopTransaction"] > 0
+    started, stopped = csms.transactions_16()
+    assert stopped == started
+    # 2.0.1 events made offline say so; none made online does.
+    events = [p for _, p in csms.received("TransactionEvent")]
+    flagged = sum(1 for p in events if p.get("offline") is True)
+    assert flagged == ledger_.queued_offline["TransactionEvent"] > 0
 
 
 async def test_synchronised_chargers_come_back_together_and_jittered_ones_spread() -> None:
-    herd, _ = await _outage_run("synchronised")
-    spread, _ = await _outage_run("jittered")
+    herd, _, _ = await _outage_run("synchronised")
+    spread, _, _ = await _outage_run("jittered")
 
     def second_boots(csms: FakeCsms) -> list[float]:
         return sorted(times[1] for times in csms.boot_times.values())
