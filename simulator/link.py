@@ -38,7 +38,13 @@ from simulator.rpc import (
     RpcObserver,
 )
 from simulator.schemas import CHARGER_ACTIONS, FrameValidator
-from simulator.transport import Backoff, ConnectionRamp, ConnectSettings, TransportError
+from simulator.transport import (
+    MAX_MESSAGE_BYTES,
+    Backoff,
+    ConnectionRamp,
+    ConnectSettings,
+    TransportError,
+)
 from simulator.transport import open_connection as _open_connection
 
 if TYPE_CHECKING:
@@ -417,6 +423,7 @@ class ChargerLink:
                 validator=ctx.validator(self.adapter.version),
                 observer=observer,
                 call_timeout_s=ctx.call_timeout_s,
+                max_message_bytes=MAX_MESSAGE_BYTES,
             )
             self.rpc = rpc
             reader = loop.create_task(rpc.serve())

@@ -24,9 +24,12 @@ from websockets.typing import Subprotocol
 
 from simulator.scenario import TargetConfig
 
-# OCPP frames are small (the largest common ones, local lists and reports, stay well under
-# this); a bound keeps a misbehaving CSMS from making a charger buffer megabytes.
-MAX_FRAME_BYTES = 256 * 1024
+# OCPP messages are small (the largest common ones, local lists and reports, stay well under
+# MAX_MESSAGE_BYTES): a bigger CALL is refused with a CALLERROR and the connection stays up, as
+# a charger advertising its BytesPerMessage does. A frame beyond MAX_FRAME_BYTES closes the
+# connection (1009), so a misbehaving CSMS cannot make a charger buffer megabytes.
+MAX_MESSAGE_BYTES = 256 * 1024
+MAX_FRAME_BYTES = 1024 * 1024
 
 
 class TransportError(Exception):

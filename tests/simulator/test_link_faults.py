@@ -222,3 +222,54 @@ async def test_a_power_loss_cuts_the_connection_and_the_stops_arrive_after_the_b
     assert ledger["messages_dropped"] == 0 and ledger["messages_unsent"] == 0
     assert ledger["reconciliation"]["ok"]
     assert report["chargers"]["connected_end"] == 6
+
+
+async def test_an_oversized_call_is_refused_and_the_connection_stays_up() -> None:
+    """A CALL over MAX_MESSAGE_BYTES (but under the websocket's frame limit) from the CSMS is
+    answered with a format-violation CALLERROR, as a charger advertising BytesPerMessage does;
+    the same connection then carries on."""
+    import orjson
+    from websockets.asyncio.server import ServerConnection, serve
+
+    from simulator.transport import MAX_FRAME_BYTES, MAX_MESSAGE_BYTES
+
+    answers: list[Any] = []
+    done = asyncio.Event()
+
+    async def csms(ws: ServerConnection) -> None:
+        boot = orjson.loads(await ws.recv())
+        assert boot[2] == "BootNotification"
+        reply = {"status": "Accepted", "currentTime": "2025-01-07T10:00:00Z", "interval": 3600}
+        await ws.send(orjson.dumps([3, boot[1], reply]).decode())
+        big = {"vendorId": "fuzz", "data": "x" * (MAX_MESSAGE_BYTES + 100)}
+        assert len(orjson.dumps(big)) < MAX_FRAME_BYTES
+        await ws.send(orjson.dumps([2, "big", "DataTransfer", big]).decode())
+        small = {"vendorId": "fuzz", "data": "x"}
+        await ws.send(orjson.dumps([2, "small", "DataTransfer", small]).decode())
+        while len(answers) < 2:
+            frame = orjson.loads(await ws.recv())
+            if frame[0] == 2:  # the charger's StatusNotifications: answered as a CSMS would
+                await ws.send(orjson.dumps([3, frame[1], {}]).decode())
+            elif frame[1] in ("big", "small"):
+                answers.append(frame)
+        done.set()
+        await asyncio.sleep(10)
+
+    async with serve(csms, "127.0.0.1", 0, subprotocols=["ocpp1.6"]) as server:  # type: ignore[list-item]
+        port = next(iter(server.sockets)).getsockname()[1]
+        link = _offline_link(LinkPolicy(RetryBackoff()))
+        link.ctx.settings = ConnectSettings(f"ws://127.0.0.1:{port}", ping_interval_s=None)
+        clock = link.ctx.clock
+        clock.start()
+        ticking = asyncio.create_task(clock.run())  # operations act through the simulation
+        link.start()
+        try:
+            async with asyncio.timeout(20):
+                await done.wait()
+        finally:
+            await link.close()
+            clock.stop()
+            await ticking
+    big_answer, small_answer = answers
+    assert big_answer[0] == 4 and big_answer[2] == "FormationViolation", big_answer[:3]
+    assert small_answer[0] == 3  # answered normally on the same connection
