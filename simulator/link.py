@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 import simpy
 from ocpp.v16.enums import Action as V16Action
 
-from simulator.backoff import BackoffPolicy
+from simulator.backoff import BackoffPolicy, RetryBackoff
 from simulator.clock import OnlineClock
 from simulator.events import LOCAL_DECISION
 from simulator.ledger import MessageLedger
@@ -40,7 +40,6 @@ from simulator.rpc import (
 from simulator.schemas import CHARGER_ACTIONS, FrameValidator
 from simulator.transport import (
     MAX_MESSAGE_BYTES,
-    Backoff,
     ConnectionRamp,
     ConnectSettings,
     TransportError,
@@ -141,7 +140,7 @@ class LinkContext:
     call_timeout_s: float = 30.0
     heartbeat_s: float = 300.0  # simulated seconds, until the CSMS says otherwise
     boot_retry_s: float = 60.0  # simulated seconds, when a boot answer gives no interval
-    backoff: BackoffPolicy = field(default_factory=Backoff)  # links without their own policy
+    backoff: BackoffPolicy = field(default_factory=RetryBackoff)  # links without a policy
     # 1.6 TransactionMessageAttempts / TransactionMessageRetryInterval (simulated seconds).
     message_attempts: int = 3
     message_retry_s: float = 60.0
@@ -329,13 +328,7 @@ class ChargerLink:
         lost TCP connection would; the link reconnects after its backoff. False if there was
         no connection to drop."""
         rpc = self.rpc
-        if rpc is None or rpc.closed:
-            return False
-        transport = rpc.ws.transport
-        if transport is None or transport.is_closing():
-            return False
-        transport.abort()
-        return True
+        return rpc is not None and rpc.abort()
 
     def power_lost(self, downtime_s: float) -> None:
         """The station lost power: the connection dies with it (nothing is drained, there is no

@@ -230,6 +230,15 @@ class RpcConnection:
     def closed(self) -> bool:
         return self._closed_reason is not None
 
+    def abort(self) -> bool:
+        """Drop the connection at once, without a close handshake, as a lost network would
+        (an injected fault); False if it was already closing."""
+        transport = self.ws.transport
+        if self.closed or transport is None or transport.is_closing():
+            return False
+        transport.abort()
+        return True
+
     # -- outgoing CALLs ------------------------------------------------------------------------
 
     async def call(

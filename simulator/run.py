@@ -60,7 +60,6 @@ from simulator.signals import stop_on_signals
 from simulator.site_power import SitePowerMeter
 from simulator.station import Station
 from simulator.transport import (
-    Backoff,
     ConnectionRamp,
     ConnectSettings,
     TransportError,
@@ -650,7 +649,6 @@ class Runner:
             validate=self.validate,
             call_timeout_s=online.call_timeout_s,
             heartbeat_s=online.heartbeat_s or 300.0,
-            backoff=Backoff(),
         )
         stamps = Timestamps(start)
         links = self.links = build_chargers(fleet, stamps, ctx, online)

@@ -1,4 +1,4 @@
-"""Opening a charger's websocket to the CSMS: URL, OCPP subprotocol, the security profiles
+"""Opening a charger's websocket to the CSMS: URL, OCPP subprotocol, basic auth, TLS, and the ramp.
 (basic auth, TLS, mutual TLS with a certificate per charger), ramp, backoff.
 
 The only code on the charger side that opens sockets. It reads secrets from the environment or
@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import os
-import random
 import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -385,21 +384,3 @@ class ConnectionRamp:
         self._next = slot + self.interval
         if slot > now:
             await asyncio.sleep(slot - now)
-
-
-@dataclass(frozen=True, slots=True)
-class Backoff:
-    """Reconnect policy: exponential backoff capped at `max_s`, with jitter drawing the delay
-    uniformly from [delay x (1 - jitter), delay]. One policy serves the whole fleet; each
-    charger only counts its attempts (a random generator per charger would cost ~2.5 KB each).
-    """
-
-    initial_s: float = 1.0
-    factor: float = 2.0
-    max_s: float = 60.0
-    jitter: float = 0.5
-
-    def delay(self, attempt: int, rng: random.Random) -> float:
-        """Seconds to wait before reconnect attempt number `attempt` (0 = the first retry)."""
-        base = min(self.max_s, self.initial_s * self.factor ** min(attempt, 64))
-        return base * (1.0 - self.jitter * rng.random())

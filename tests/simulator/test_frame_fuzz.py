@@ -34,6 +34,7 @@ from websockets.typing import Subprotocol
 from models.demand import EvDemand
 from models.physics import CurrentType, EvseRating
 from models.vehicles import vehicle_by_name
+from simulator.backoff import RetryBackoff
 from simulator.charger import ChargerBehaviour, ChargerControl, ChargerSettings
 from simulator.clock import OnlineClock
 from simulator.link import ChargerLink, LinkContext, LinkState
@@ -44,7 +45,7 @@ from simulator.protocol.v201 import V201Adapter
 from simulator.run import networked_charger
 from simulator.schemas import FrameValidator
 from simulator.station import Site, Station, StationSpec
-from simulator.transport import MAX_FRAME_BYTES, Backoff, ConnectionRamp, ConnectSettings
+from simulator.transport import MAX_FRAME_BYTES, ConnectionRamp, ConnectSettings
 
 VERSIONS = ("1.6", "2.0.1")
 SUBPROTOCOL = {"1.6": "ocpp1.6", "2.0.1": "ocpp2.0.1"}
@@ -559,7 +560,7 @@ def build_charger(version: str, url: str) -> Rig:
         observer=observer,
         call_timeout_s=2.0,
         heartbeat_s=86400.0,
-        backoff=Backoff(initial_s=0.02, max_s=0.1),
+        backoff=RetryBackoff(wait_minimum_s=0.02, random_range_s=0.02, max_s=0.1),
     )
     identity = ChargerIdentity("fuzz-cp", "Fleetsim", "Fuzz", "SN-FUZZ", "1.0.0")
     stamps = Timestamps(START)

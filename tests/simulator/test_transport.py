@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import random
 from collections.abc import AsyncIterator
 from http import HTTPStatus
 from pathlib import Path
@@ -16,7 +15,6 @@ from websockets.http11 import Request, Response
 
 from simulator.scenario import TargetConfig
 from simulator.transport import (
-    Backoff,
     ConnectionRamp,
     ConnectSettings,
     Secret,
@@ -128,18 +126,6 @@ async def test_ramp_spaces_connection_attempts() -> None:
     span = times[-1] - times[0]
     assert span >= 9 * 0.02 * 0.9  # ten attempts at 50/s take about 0.18 s
     assert span < 0.6
-
-
-def test_backoff_grows_caps_and_jitters() -> None:
-    policy = Backoff(initial_s=1.0, factor=2.0, max_s=30.0, jitter=0.5)
-    rng = random.Random(1)
-    for attempt in range(12):
-        base = min(30.0, 2.0**attempt)
-        delay = policy.delay(attempt, rng)
-        assert base * 0.5 <= delay <= base
-    delays = {round(policy.delay(3, rng), 6) for _ in range(20)}
-    assert len(delays) > 10  # jitter spreads a herd of reconnects
-    assert Backoff(jitter=0.0).delay(2, rng) == 4.0
 
 
 def test_reports_never_carry_url_credentials() -> None:

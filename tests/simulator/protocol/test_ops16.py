@@ -25,6 +25,7 @@ from models.smart_charging import (
     RecurrencyKind,
     SchedulePeriod,
 )
+from simulator.backoff import RetryBackoff
 from simulator.charger import (
     ChargerBehaviour,
     ChargerControl,
@@ -50,7 +51,7 @@ from simulator.protocol.v16 import MEASURANDS, V16Adapter
 from simulator.rpc import CallResult
 from simulator.run import networked_charger
 from simulator.station import Site, Station, StationSpec
-from simulator.transport import Backoff, ConnectionRamp, ConnectSettings
+from simulator.transport import ConnectionRamp, ConnectSettings
 
 from .harness import AC11, STAMPS, START, Harness, ev, identity, station, validate_request
 from .harness import validate_response as schema_response
@@ -490,7 +491,7 @@ class Charger:
             observer=self.probe,
             call_timeout_s=5.0,
             heartbeat_s=600.0,
-            backoff=Backoff(initial_s=0.05, max_s=0.2),
+            backoff=RetryBackoff(wait_minimum_s=0.05, random_range_s=0.05, max_s=0.2),
         )
         self.stamps = Timestamps(START)
         adapter = SpyAdapter(identity(charger_id), self.stamps)

@@ -28,6 +28,7 @@ from models.smart_charging import (
     RecurrencyKind,
     SchedulePeriod,
 )
+from simulator.backoff import RetryBackoff
 from simulator.charger import (
     ChargerBehaviour,
     ChargerControl,
@@ -53,7 +54,7 @@ from simulator.protocol.v201 import V201Adapter, sampled_values
 from simulator.rpc import CallResult
 from simulator.run import networked_charger
 from simulator.station import ConnectorStatus, Site, Station, StationSpec
-from simulator.transport import Backoff, ConnectionRamp, ConnectSettings
+from simulator.transport import ConnectionRamp, ConnectSettings
 
 from .harness import (
     AC11,
@@ -643,7 +644,7 @@ async def start_rig(
         ramp=ConnectionRamp(1000.0),
         observer=observer,
         call_timeout_s=5.0,
-        backoff=Backoff(),
+        backoff=RetryBackoff(),
     )
     adapter = V201Adapter(ChargerIdentity(cid, "Fleetsim", "Sim-AC", "SN-201", "1.0.0"), STAMPS)
     control = ChargerControl(the_station, BEHAVIOUR, settings or ChargerSettings(), rng)
