@@ -46,6 +46,7 @@ from simulator.run import networked_charger
 from simulator.schemas import FrameValidator
 from simulator.station import Site, Station, StationSpec
 from simulator.transport import MAX_FRAME_BYTES, ConnectionRamp, ConnectSettings
+from tests.simulator.test_rpc import ERROR_CODES  # the codes each version defines
 
 VERSIONS = ("1.6", "2.0.1")
 SUBPROTOCOL = {"1.6": "ocpp1.6", "2.0.1": "ocpp2.0.1"}
@@ -54,35 +55,6 @@ START = datetime(2025, 3, 3, 8, 0, tzinfo=UTC)
 NOW = "2025-03-03T08:00:00.000Z"
 EPISODE_TIMEOUT_S = 30.0
 MAX_DISCONNECTS = 3  # per episode: each costs a reconnect backoff
-# The CALLERROR codes each version defines (OCPP-J 1.6 4.2.3 with its errata, 2.0.1 part 4 4.3).
-ERROR_CODES = {
-    "1.6": {
-        "NotImplemented",
-        "NotSupported",
-        "InternalError",
-        "ProtocolError",
-        "SecurityError",
-        "FormationViolation",
-        "PropertyConstraintViolation",
-        "OccurenceConstraintViolation",
-        "TypeConstraintViolation",
-        "GenericError",
-    },
-    "2.0.1": {
-        "FormatViolation",
-        "GenericError",
-        "InternalError",
-        "MessageTypeNotSupported",
-        "NotImplemented",
-        "NotSupported",
-        "OccurrenceConstraintViolation",
-        "PropertyConstraintViolation",
-        "ProtocolError",
-        "RpcFrameworkError",
-        "SecurityError",
-        "TypeConstraintViolation",
-    },
-}
 TRANSACTIONAL = {"StartTransaction", "StopTransaction", "MeterValues", "TransactionEvent"}
 # CSMS-initiated actions that cannot start a transaction, reboot or otherwise change what the
 # charger has to send: the fuzz sends them with valid and invalid payloads.
